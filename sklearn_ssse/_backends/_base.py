@@ -1,0 +1,108 @@
+"""The one interface between :class:`~sklearn_ssse.UnlearnableClassifier` and a model family.
+
+``_unlearnable.py`` only talks to a backend; nothing else knows the model family.  Every array a
+backend takes or returns for the maths is a :class:`torch.Tensor` on ``backend.device`` with
+``backend.dtype`` (the linear backend works in float64 on the CPU and wraps numpy arrays without a
+copy).  Inputs ``X``/``y`` arrive already validated as numpy arrays.
+
+Conventions
+-----------
+* theta: every trainable parameter the backend exposes, as one flat vector of length ``n_params``.
+* loss: ``l_i(theta) = -log p(y_i | x_i; theta)`` (summed over outputs for multi-output models).
+* ``curvature_rows(X, y, curvature)`` returns a tensor ``R`` of shape ``(n, q, d)`` such that the
+  data part of the curvature is ``sum_i sum_j R[i, j] R[i, j]^T``:
+
+  - ``"empirical_fisher"``: ``q = 1`` and ``R[i, 0] = g_i``, the per-sample gradient;
+  - ``"ggn"``: the generalized Gauss-Newton / true Fisher, ``sum_i J_i^T H_i J_i``, written as
+    ``q`` factor rows per sample (for a softmax output ``R[i, c] = sqrt(p_ic) * grad l(x_i, y=c)``).
+* ``blocks``: a partition of ``range(n_params)`` into slices whose curvature is treated as
+  independent (one per output of a multi-output model, one per one-vs-rest class); ``None`` when
+  the model is one block.  ``natural_blocks`` is the finer partition used by ``inverse="block"``
+  when ``block_size`` is not given (e.g. one block per class of a multinomial model).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+
+
+class BaseBackend(ABC):
+    """Adapter exposing a fitted estimator's parameters, gradients and curvature factors.
+
+    Parameters
+    ----------
+    estimator : object
+        The *fitted* inner estimator. The backend reads and writes its parameters in place.
+    """
+
+    #: torch dtype of every tensor the backend produces
+    dtype: torch.dtype = torch.float64
+    #: torch device of every tensor the backend produces
+    device: torch.device = torch.device("cpu")
+    #: numpy dtype the inputs are validated to before reaching the backend
+    input_dtype = np.float64
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    # ------------------------------------------------------------------ model family
+    @classmethod
+    @abstractmethod
+    def supports(cls, estimator) -> bool:
+        """Whether this backend handles (unfitted) ``estimator``."""
+
+    @classmethod
+    def check_estimator(cls, estimator) -> None:
+        """Raise ``ValueError`` if ``estimator`` is of the family but cannot be unlearned
+        (no probabilistic loss, unsupported penalty, ...). Called before fitting."""
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    @abstractmethod
+    def n_params(self) -> int:
+        """Length of the flat parameter vector."""
+
+    @property
+    def blocks(self) -> list[slice] | None:
+        """Independent parameter blocks (see module docstring)."""
+        return None
+
+    @property
+    def natural_blocks(self) -> list[slice] | None:
+        """Finer blocks for ``inverse="block"``; defaults to :attr:`blocks`."""
+        return self.blocks
+
+    @abstractmethod
+    def get_parameters(self) -> torch.Tensor:
+        """A copy of the current parameters as one flat vector."""
+
+    @abstractmethod
+    def set_parameters(self, theta: torch.Tensor) -> None:
+        """Write ``theta`` into the fitted estimator, in place."""
+
+    @abstractmethod
+    def with_parameters(self, theta: torch.Tensor):
+        """A predicting copy of the estimator carrying ``theta``; the original is untouched."""
+
+    # ------------------------------------------------------------------ gradients / curvature
+    @abstractmethod
+    def per_sample_gradients(self, X, y) -> torch.Tensor:
+        """Gradients of ``-log p(y_i|x_i)`` at the current parameters, shape ``(n, n_params)``."""
+
+    @abstractmethod
+    def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
+        """Factor rows of the curvature's data term, shape ``(n, q, n_params)``."""
+
+    @abstractmethod
+    def default_damping(self, n_samples: int) -> torch.Tensor:
+        """Mean-form damping vector ``lambda`` (length ``n_params``) that makes
+        ``(1/n) sum_i H_i + diag(lambda)`` the Hessian of the estimator's own training objective
+        (``damping="auto"``)."""
+
+    def to_tensor(self, a) -> torch.Tensor:
+        """``a`` as a tensor of the backend's dtype and device (no copy when possible)."""
+        return torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a,
+                               dtype=self.dtype, device=self.device)

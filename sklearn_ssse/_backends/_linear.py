@@ -1,0 +1,273 @@
+"""Backend for scikit-learn's probabilistic linear classifiers.
+
+Supported: :class:`~sklearn.linear_model.LogisticRegression` (binary and multinomial, with or
+without intercept, any solver), :class:`~sklearn.linear_model.SGDClassifier` with
+``loss="log_loss"`` (binary, and one-vs-rest for several classes), and
+:class:`~sklearn.multioutput.MultiOutputClassifier` of those (one curvature block per output).
+
+Parameter layout: for each output, the class rows of ``[coef_ | intercept_]`` one after the other,
+i.e. class ``c`` owns the contiguous slice ``[w_c, b_c]`` (the intercept is left out when
+``fit_intercept=False``).  Per-sample gradients and curvature factors have closed forms:
+
+* softmax (multinomial): ``g = (p - e_y) (x) [x, 1]``; GGN factor rows
+  ``sqrt(p_c) (p - e_c) (x) [x, 1]`` for ``c = 1..C`` (their Gram is ``(diag(p) - p p^T) (x) x x^T``);
+* sigmoid (binary, or each one-vs-rest class): ``g = (sigma - t) [x, 1]``; GGN factor
+  ``sqrt(sigma (1 - sigma)) [x, 1]``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from scipy.special import expit, softmax
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.multioutput import MultiOutputClassifier
+
+from ._base import BaseBackend
+
+_NO_PROBA = ("{name} does not model p(y|x) (no log-likelihood loss), so it cannot be unlearned with "
+             "SSSE. Use LogisticRegression or SGDClassifier(loss='log_loss').")
+_UNSUPPORTED = ("{name} is not supported by UnlearnableClassifier: wrap LogisticRegression, "
+                "SGDClassifier(loss='log_loss'), a MultiOutputClassifier of those, or a skorch "
+                "NeuralNetClassifier.")
+
+
+def _lr_penalty(est) -> tuple[float, bool]:
+    """``(l1_ratio, penalised)`` of a LogisticRegression, for the old and the new API
+    (``penalty`` is deprecated in scikit-learn 1.8 in favour of ``l1_ratio`` and ``C=np.inf``)."""
+    penalty = getattr(est, "penalty", "deprecated")
+    penalised = bool(np.isfinite(est.C)) and penalty is not None and penalty != "none"
+    if penalty == "l1":
+        return 1.0, penalised
+    if penalty in ("elasticnet", "deprecated"):
+        return float(est.l1_ratio or 0.0), penalised
+    return 0.0, penalised
+
+
+def _check_single(est) -> None:
+    from sklearn.linear_model._base import LinearClassifierMixin
+
+    if isinstance(est, LogisticRegression):
+        if _lr_penalty(est)[0] > 0:
+            raise ValueError("SSSE needs a twice-differentiable objective: LogisticRegression with "
+                             "an L1 / elastic-net penalty (l1_ratio > 0) is not supported.")
+        return
+    if isinstance(est, SGDClassifier):
+        if est.loss != "log_loss":
+            raise ValueError(_NO_PROBA.format(name=f"SGDClassifier(loss={est.loss!r})"))
+        if est.penalty == "l1" or (est.penalty == "elasticnet" and est.l1_ratio > 0):
+            raise ValueError("SSSE needs a twice-differentiable objective: SGDClassifier with an "
+                             "L1 / elastic-net penalty is not supported.")
+        return
+    if isinstance(est, LinearClassifierMixin):
+        raise ValueError(_NO_PROBA.format(name=type(est).__name__))
+    raise TypeError(_UNSUPPORTED.format(name=type(est).__name__))
+
+
+class _SingleLinear:
+    """Maths for one fitted linear model (one output)."""
+
+    def __init__(self, est):
+        self.est = est
+        self.classes = est.classes_
+        self.n_classes = len(self.classes)
+        self.fit_intercept = bool(est.fit_intercept)
+        self.n_features = est.coef_.shape[1]
+        self.p1 = self.n_features + self.fit_intercept  # params per class row
+        # softmax only for multinomial LogisticRegression; binary and SGD OvR are sigmoids
+        self.softmax = isinstance(est, LogisticRegression) and self.n_classes > 2
+        self.n_rows = est.coef_.shape[0]  # 1 for binary
+        self.n_params = self.n_rows * self.p1
+
+    # parameters ---------------------------------------------------------------------------
+    def get(self) -> np.ndarray:
+        W = self.est.coef_
+        if self.fit_intercept:
+            W = np.hstack([W, np.reshape(self.est.intercept_, (-1, 1))])
+        return np.asarray(W, dtype=np.float64).ravel()
+
+    def split(self, theta: np.ndarray):
+        W = np.reshape(theta, (self.n_rows, self.p1))
+        coef = W[:, : self.n_features]
+        intercept = W[:, self.n_features] if self.fit_intercept else None
+        return coef, intercept
+
+    def set(self, est, theta: np.ndarray, inplace: bool) -> None:
+        coef, intercept = self.split(theta)
+        if inplace:
+            est.coef_[...] = coef
+            if intercept is not None:
+                est.intercept_[...] = intercept
+        else:
+            est.coef_ = coef.astype(est.coef_.dtype, copy=True)
+            if intercept is not None:
+                est.intercept_ = np.array(intercept, dtype=np.asarray(est.intercept_).dtype)
+
+    # maths ---------------------------------------------------------------------------------
+    def _augment(self, X):
+        return np.hstack([X, np.ones((X.shape[0], 1))]) if self.fit_intercept else X
+
+    def _scores(self, Xa):
+        W = np.reshape(self.get(), (self.n_rows, self.p1))
+        return Xa @ W.T
+
+    def _targets(self, y):
+        """One-hot targets (softmax) or 0/1 targets per sigmoid row."""
+        idx = np.searchsorted(self.classes, y)
+        if self.n_rows == 1:
+            return (idx == 1).astype(np.float64)[:, None]
+        return np.eye(self.n_classes)[idx]
+
+    def _probs(self, Xa):
+        S = self._scores(Xa)
+        return softmax(S, axis=1) if self.softmax else expit(S)
+
+    def grads(self, X, y) -> np.ndarray:
+        Xa = self._augment(X)
+        R = self._probs(Xa) - self._targets(y)  # (n, rows)
+        return (R[:, :, None] * Xa[:, None, :]).reshape(len(X), -1)
+
+    def ggn_rows(self, X) -> np.ndarray:
+        Xa = self._augment(X)
+        P = self._probs(Xa)
+        n = len(X)
+        if not self.softmax:  # independent sigmoids: one factor row per sample suffices
+            w = np.sqrt(P * (1.0 - P))
+            return (w[:, :, None] * Xa[:, None, :]).reshape(n, 1, -1)
+        C = self.n_classes
+        D = P[:, None, :] - np.eye(C)[None, :, :]  # D[i, c] = p_i - e_c
+        D *= np.sqrt(P)[:, :, None]
+        return (D[:, :, :, None] * Xa[:, None, None, :]).reshape(n, C, -1)
+
+    def damping(self, n: int) -> np.ndarray:
+        """Mean-form Hessian of the penalty: the model's own objective."""
+        est = self.est
+        lam_b = 0.0
+        if isinstance(est, LogisticRegression):
+            # sklearn: C * sum_i loss_i + ||w||^2 / 2  ->  mean form 1 / (C n)
+            lam_w = 1.0 / (est.C * n) if _lr_penalty(est)[1] else 0.0
+            if est.solver == "liblinear" and self.fit_intercept:
+                # liblinear penalises the synthetic feature: b = s * w_b
+                lam_b = lam_w / est.intercept_scaling**2
+        else:  # SGDClassifier: mean loss + alpha * ||w||^2 / 2 (l2, or elasticnet with l1_ratio=0)
+            lam_w = 0.0 if est.penalty is None else float(est.alpha)
+        per_row = np.full(self.p1, lam_w)
+        if self.fit_intercept:
+            per_row[-1] = lam_b
+        return np.tile(per_row, self.n_rows)
+
+    def natural_blocks(self, offset: int) -> list[slice]:
+        return [slice(offset + r * self.p1, offset + (r + 1) * self.p1) for r in range(self.n_rows)]
+
+    def independent_blocks(self, offset: int) -> list[slice]:
+        if self.softmax:
+            return [slice(offset, offset + self.n_params)]
+        return self.natural_blocks(offset)  # binary: one row; OvR: rows are independent models
+
+
+class LinearBackend(BaseBackend):
+    """Backend for LogisticRegression, SGDClassifier(log_loss) and MultiOutputClassifier of them.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        One of the supported linear models.
+    parameters : None
+        Linear models always expose all their parameters; must be ``None``.
+    dtype : None or "float64"
+        Linear models work in float64.
+    """
+
+    dtype = torch.float64
+    device = torch.device("cpu")
+    input_dtype = np.float64
+
+    def __init__(self, estimator, parameters=None, dtype=None):
+        super().__init__(estimator)
+        if parameters is not None:
+            raise ValueError("parameters= selects torch parameters; linear models always use all "
+                             "of theirs. Leave it as None.")
+        if dtype not in (None, "float64"):
+            raise ValueError("linear models are unlearned in float64; leave dtype=None")
+        self.multi_output = isinstance(estimator, MultiOutputClassifier)
+        subs = estimator.estimators_ if self.multi_output else [estimator]
+        self.parts = [_SingleLinear(e) for e in subs]
+        self.offsets = np.cumsum([0] + [p.n_params for p in self.parts])
+
+    @classmethod
+    def supports(cls, estimator) -> bool:
+        inner = estimator.estimator if isinstance(estimator, MultiOutputClassifier) else estimator
+        return isinstance(inner, (LogisticRegression, SGDClassifier))
+
+    @classmethod
+    def check_estimator(cls, estimator) -> None:
+        if isinstance(estimator, MultiOutputClassifier):
+            _check_single(estimator.estimator)
+        else:
+            _check_single(estimator)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.offsets[-1])
+
+    def _collect(self, method) -> list[slice]:
+        return [s for p, o in zip(self.parts, self.offsets) for s in getattr(p, method)(int(o))]
+
+    @property
+    def blocks(self):
+        blocks = self._collect("independent_blocks")
+        return blocks if len(blocks) > 1 else None
+
+    @property
+    def natural_blocks(self):
+        blocks = self._collect("natural_blocks")
+        return blocks if len(blocks) > 1 else None
+
+    def _split(self, theta) -> list[np.ndarray]:
+        theta = theta.detach().cpu().numpy() if torch.is_tensor(theta) else np.asarray(theta)
+        if theta.shape != (self.n_params,):
+            raise ValueError(f"theta must have shape ({self.n_params},), got {theta.shape}")
+        return [theta[a:b] for a, b in zip(self.offsets[:-1], self.offsets[1:])]
+
+    def get_parameters(self) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([p.get() for p in self.parts]))
+
+    def set_parameters(self, theta) -> None:
+        for p, t in zip(self.parts, self._split(theta)):
+            p.set(p.est, t, inplace=True)
+
+    def with_parameters(self, theta):
+        pieces = self._split(theta)
+        copies = []
+        for p, t in zip(self.parts, pieces):
+            c = copy.copy(p.est)
+            p.set(c, t, inplace=False)
+            copies.append(c)
+        if not self.multi_output:
+            return copies[0]
+        mo = copy.copy(self.estimator)
+        mo.estimators_ = copies
+        return mo
+
+    def _columns(self, y):
+        y = np.asarray(y)
+        return [y[:, j] for j in range(y.shape[1])] if self.multi_output else [y]
+
+    def per_sample_gradients(self, X, y) -> torch.Tensor:
+        G = np.hstack([p.grads(X, yj) for p, yj in zip(self.parts, self._columns(y))])
+        return torch.from_numpy(G)
+
+    def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
+        if curvature == "empirical_fisher":
+            return self.per_sample_gradients(X, y)[:, None, :]
+        if curvature != "ggn":
+            raise ValueError(f"unknown curvature {curvature!r}")
+        rows = [p.ggn_rows(X) for p in self.parts]
+        q = max(r.shape[1] for r in rows)  # outputs are independent blocks: pad factor counts
+        rows = [np.pad(r, ((0, 0), (0, q - r.shape[1]), (0, 0))) for r in rows]
+        return torch.from_numpy(np.concatenate(rows, axis=2))
+
+    def default_damping(self, n_samples: int) -> torch.Tensor:
+        return torch.from_numpy(np.concatenate([p.damping(n_samples) for p in self.parts]))
