@@ -379,8 +379,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"cannot forget {k} samples: only {self.n_samples_} remain in the "
                              "model (forgetting all of them leaves nothing to approximate)")
         if not torch.equal(self.backend_.get_parameters(), self._theta):
-            raise RuntimeError("the wrapped estimator's parameters changed outside forget() (was it "
-                               "refitted?); the cached curvature no longer matches: call fit again")
+            raise RuntimeError("the wrapped estimator's parameters changed outside forget() (was "
+                               "it refitted?); the cached curvature no longer matches: call fit "
+                               "again")
         return X, y
 
     def _check_epsilon(self, epsilon) -> float:

@@ -58,6 +58,7 @@ class BaseBackend(ABC):
     def check_estimator(cls, estimator) -> None:
         """Raise ``ValueError`` if ``estimator`` is of the family but cannot be unlearned
         (no probabilistic loss, unsupported penalty, ...). Called before fitting."""
+        return None
 
     # ------------------------------------------------------------------ parameters
     @property

@@ -10,7 +10,8 @@ i.e. class ``c`` owns the contiguous slice ``[w_c, b_c]`` (the intercept is left
 ``fit_intercept=False``).  Per-sample gradients and curvature factors have closed forms:
 
 * softmax (multinomial): ``g = (p - e_y) (x) [x, 1]``; GGN factor rows
-  ``sqrt(p_c) (p - e_c) (x) [x, 1]`` for ``c = 1..C`` (their Gram is ``(diag(p) - p p^T) (x) x x^T``);
+  ``sqrt(p_c) (p - e_c) (x) [x, 1]`` for ``c = 1..C``
+  (their Gram is ``(diag(p) - p p^T) (x) x x^T``);
 * sigmoid (binary, or each one-vs-rest class): ``g = (sigma - t) [x, 1]``; GGN factor
   ``sqrt(sigma (1 - sigma)) [x, 1]``.
 """
@@ -27,8 +28,8 @@ from sklearn.multioutput import MultiOutputClassifier
 
 from ._base import BaseBackend
 
-_NO_PROBA = ("{name} does not model p(y|x) (no log-likelihood loss), so it cannot be unlearned with "
-             "SSSE. Use LogisticRegression or SGDClassifier(loss='log_loss').")
+_NO_PROBA = ("{name} does not model p(y|x) (no log-likelihood loss), so it cannot be unlearned "
+             "with SSSE. Use LogisticRegression or SGDClassifier(loss='log_loss').")
 _UNSUPPORTED = ("{name} is not supported by UnlearnableClassifier: wrap LogisticRegression, "
                 "SGDClassifier(loss='log_loss'), a MultiOutputClassifier of those, or a skorch "
                 "NeuralNetClassifier.")
