@@ -1,0 +1,353 @@
+"""Exact multiset location of rows inside a training set.
+
+The scorers of :mod:`sklearn_ssse.metrics` receive the forget set ``S`` as plain rows
+``(X_S, y_S)`` (``GridSearchCV`` passes ``X[test], y[test]``) and must find which rows of the
+stored training data they are, so that the retrained reference can be fitted on ``D \\ S``.
+
+Rows are matched on their exact content (features *and* label) as a multiset: a row that occurs
+``m`` times in ``X_del`` consumes ``m`` distinct training rows with that content (the ones with the
+smallest indices first), and a request for more copies than the training set holds is an error.
+
+Implementation: every row is reduced to a 64-bit hash computed with vectorised integer arithmetic
+on the row's bytes (no Python loop over training rows); hash candidates are then verified by an
+exact comparison, so a hash collision can never produce a wrong match.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["RowIndex", "locate_rows"]
+
+_CHUNK = 4096  # rows hashed per step (bounds the temporary memory to _CHUNK * n_features words)
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser: a bijective mixing of 64-bit words (wrapping arithmetic)."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * np.uint64(0xBF58476D1CE4E5B9)
+    h = h ^ (h >> np.uint64(27))
+    h = h * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _multipliers(d: int) -> np.ndarray:
+    # fixed (seeded) odd multipliers: the hash of a row does not depend on the call
+    rng = np.random.default_rng(0x55E5E)
+    return rng.integers(0, 2**63, size=d, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def _dense(X) -> np.ndarray:
+    """``X`` as a 2-D float64 array (no copy when it already is one)."""
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"rows can only be located in numeric data, got dtype {X.dtype}.")
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X.reshape(-1, 1)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D array of rows, got shape {X.shape}.")
+    return X
+
+
+def _canonical_words(X: np.ndarray) -> np.ndarray:
+    """Bit patterns of a float64 block, with -0.0 -> 0.0 and a single NaN pattern."""
+    X = np.array(X, dtype=np.float64, order="C", copy=True)
+    X += 0.0  # -0.0 + 0.0 == +0.0
+    X[np.isnan(X)] = np.nan
+    return X.view(np.uint64)
+
+
+def _canonical_sparse(X) -> sp.csr_matrix:
+    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    X.sum_duplicates()
+    X.eliminate_zeros()
+    X.sort_indices()
+    return X
+
+
+def _hash_dense(X: np.ndarray) -> np.ndarray:
+    n, d = X.shape
+    mult = _multipliers(d)
+    out = np.empty(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for start in range(0, n, _CHUNK):
+            words = _canonical_words(X[start:start + _CHUNK])
+            out[start:start + _CHUNK] = _mix((_mix(words) * mult).sum(axis=1, dtype=np.uint64))
+    return out
+
+
+def _hash_sparse(X: sp.csr_matrix) -> np.ndarray:
+    n = X.shape[0]
+    with np.errstate(over="ignore"):
+        # each stored entry contributes mix(value bits * odd(column)); zero entries contribute 0,
+        # which is consistent because explicit zeros were eliminated
+        cols = X.indices.astype(np.uint64) * np.uint64(2) + np.uint64(1)
+        terms = _mix(_mix(_canonical_words(X.data)) * _mix(cols))
+        sums = np.zeros(n, dtype=np.uint64)
+        nnz_rows = np.diff(X.indptr) > 0
+        if terms.size:
+            starts = X.indptr[:-1][nnz_rows]
+            sums[nnz_rows] = np.add.reduceat(terms, starts, dtype=np.uint64)
+        return _mix(sums)
+
+
+def _encode_labels(y, n: int) -> np.ndarray:
+    """Labels as a 2-D array (one column per output); ``None`` gives an empty label."""
+    if y is None:
+        return np.empty((n, 0), dtype=object)
+    y = np.asarray(y)
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    if y.shape[0] != n:
+        raise ValueError(f"X has {n} rows but y has {y.shape[0]}.")
+    return y
+
+
+class RowIndex:
+    """Hash index over the rows ``(X_fit, y_fit)`` of a training set.
+
+    Build it once and call :meth:`locate` for every forget set; :func:`locate_rows` is the
+    one-shot form.
+
+    Parameters
+    ----------
+    X_fit : array-like or sparse matrix of shape (n_samples, n_features)
+        Training features (numeric).
+    y_fit : array-like of shape (n_samples,) or (n_samples, n_outputs), default=None
+        Training labels; ``None`` matches on the features only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ssse._rows import RowIndex
+    >>> X = np.array([[0., 1.], [2., 3.], [0., 1.]])
+    >>> RowIndex(X, [0, 1, 0]).locate([[0., 1.], [0., 1.]], [0, 0])
+    array([0, 2])
+    """
+
+    def __init__(self, X_fit, y_fit=None):
+        self.sparse = sp.issparse(X_fit)
+        self.X = _canonical_sparse(X_fit) if self.sparse else _dense(X_fit)
+        self.n_samples, self.n_features = self.X.shape
+        self.y = _encode_labels(y_fit, self.n_samples)
+        self.labels, codes = self._label_codes_fit(self.y)
+        self.hashes = self._combine(self._hash(self.X), codes)
+        self.order = np.argsort(self.hashes, kind="stable")
+        self.sorted_hashes = self.hashes[self.order]
+
+    # -------------------------------------------------------------------------------- helpers
+    def _hash(self, X) -> np.ndarray:
+        return _hash_sparse(X) if self.sparse else _hash_dense(X)
+
+    @staticmethod
+    def _label_codes_fit(y: np.ndarray):
+        if y.shape[1] == 0:
+            return [], np.zeros(y.shape[0], dtype=np.int64)
+        labels, codes = [], []
+        for j in range(y.shape[1]):
+            uniq, inv = np.unique(y[:, j], return_inverse=True)
+            labels.append(uniq)
+            codes.append(inv.reshape(-1))
+        return labels, RowIndex._pack(codes)
+
+    def _label_codes(self, y: np.ndarray) -> np.ndarray:
+        """Codes of new labels; ``-1`` where a label never occurs in the training labels."""
+        if y.shape[1] != len(self.labels):
+            raise ValueError(
+                f"y has {y.shape[1]} output(s) but the training labels have {len(self.labels)}."
+            )
+        if not self.labels:
+            return np.zeros(y.shape[0], dtype=np.int64)
+        codes, unknown = [], np.zeros(y.shape[0], dtype=bool)
+        for j, uniq in enumerate(self.labels):
+            col = y[:, j]
+            try:
+                pos = np.clip(np.searchsorted(uniq, col), 0, len(uniq) - 1)
+                known = uniq[pos] == col
+            except TypeError:  # incomparable label types never match
+                pos, known = np.zeros(len(col), dtype=np.int64), np.zeros(len(col), dtype=bool)
+            unknown |= ~np.asarray(known, dtype=bool)
+            codes.append(pos)
+        packed = self._pack(codes)
+        packed[unknown] = -1
+        return packed
+
+    @staticmethod
+    def _pack(codes) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            h = np.zeros(len(codes[0]), dtype=np.uint64)
+            for j, c in enumerate(codes):
+                h = _mix(h ^ (np.asarray(c).astype(np.uint64) + np.uint64(j + 1)))
+        return h.view(np.int64)
+
+    @staticmethod
+    def _combine(row_hash: np.ndarray, label_code: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return _mix(row_hash ^ (label_code.view(np.uint64) * np.uint64(0x9E3779B97F4A7C15)))
+
+    def _rows_equal(self, i: np.ndarray, Xd, yd: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Exact equality of training rows ``i`` and requested rows ``j`` (pairwise)."""
+        same = np.empty(len(i), dtype=bool)
+        for start in range(0, len(i), _CHUNK):
+            sl = slice(start, start + _CHUNK)
+            A, B = self.X[i[sl]], Xd[j[sl]]
+            if sp.issparse(A):
+                A, B = A.toarray(), B.toarray()
+            same[sl] = ((A == B) | (np.isnan(A) & np.isnan(B))).all(axis=1)
+        if yd.shape[1]:
+            same &= (self.y[i] == yd[j]).all(axis=1)
+        return same
+
+    # -------------------------------------------------------------------------------- public
+    def locate(self, X_del, y_del=None, active_mask=None, *, missing: str = "raise") -> np.ndarray:
+        """Indices of the rows ``(X_del, y_del)`` in the training set, as a multiset.
+
+        Parameters
+        ----------
+        X_del : array-like or sparse matrix of shape (k, n_features)
+            Rows to locate.
+        y_del : array-like of shape (k,) or (k, n_outputs), default=None
+            Their labels; required when the index was built with labels.
+        active_mask : array-like of bool of shape (n_samples,), default=None
+            Only training rows where the mask is True can be matched (e.g. ``fit_mask_``, the rows
+            not yet forgotten).
+        missing : {"raise", "ignore"}, default="raise"
+            What to do with a row that has no (remaining) match: raise ``ValueError``, or report
+            ``-1`` at its position.
+
+        Returns
+        -------
+        indices : ndarray of int of shape (k,)
+            ``indices[j]`` is the training row matched to ``X_del[j]``; all non-negative entries
+            are distinct. Equal requested rows take equal training rows in increasing index order.
+
+        Raises
+        ------
+        ValueError
+            If a row is not found (with ``missing="raise"``) or the shapes do not match.
+        """
+        if missing not in ("raise", "ignore"):
+            raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}.")
+        if self.sparse:
+            Xd = _canonical_sparse(X_del)
+        else:
+            Xd = _dense(X_del.toarray() if sp.issparse(X_del) else X_del)
+        k = Xd.shape[0]
+        if Xd.shape[1] != self.n_features:
+            raise ValueError(
+                f"X_del has {Xd.shape[1]} features but the training data has {self.n_features}."
+            )
+        if len(self.labels) and y_del is None:
+            raise ValueError("y_del is required: the training rows were indexed with labels.")
+        yd = _encode_labels(y_del, k) if len(self.labels) else np.empty((k, 0), dtype=object)
+        codes = self._label_codes(yd)
+        hashes = self._combine(self._hash(Xd), codes)
+
+        if active_mask is None:
+            order, sorted_h = self.order, self.sorted_hashes
+        else:
+            active_mask = np.asarray(active_mask, dtype=bool).reshape(-1)
+            if active_mask.shape[0] != self.n_samples:
+                raise ValueError(
+                    f"active_mask has {active_mask.shape[0]} entries, expected {self.n_samples}."
+                )
+            keep = active_mask[self.order]
+            order, sorted_h = self.order[keep], self.sorted_hashes[keep]
+
+        # rank of each requested row among the requested rows with the same hash
+        req_order = np.argsort(hashes, kind="stable")
+        req_sorted = hashes[req_order]
+        first = np.searchsorted(req_sorted, req_sorted, side="left")
+        occurrence = np.empty(k, dtype=np.int64)
+        occurrence[req_order] = np.arange(k) - first
+        left = np.searchsorted(sorted_h, hashes, side="left")
+        right = np.searchsorted(sorted_h, hashes, side="right")
+        pos = left + occurrence
+        ok = (pos < right) & (codes != -1)
+        result = np.full(k, -1, dtype=np.int64)
+        result[ok] = order[pos[ok]]
+        if ok.any():
+            okj = np.flatnonzero(ok)
+            good = self._rows_equal(result[okj], Xd, yd, okj)
+            bad = okj[~good]
+        else:
+            bad = np.empty(0, dtype=np.int64)
+        result[bad] = -1
+        if bad.size:  # hash collision (astronomically rare): exact search in the hash group
+            self._resolve_collisions(result, bad, Xd, yd, hashes, order, sorted_h)
+
+        if missing == "raise" and (result < 0).any():
+            j = int(np.flatnonzero(result < 0)[0])
+            n_missing = int((result < 0).sum())
+            raise ValueError(
+                f"{n_missing} of the {k} rows to locate are not among the "
+                f"{'remaining ' if active_mask is not None else ''}training rows (first: row {j}"
+                f"{', a duplicate beyond the copies in the training data' if ok[j] else ''}). "
+                "Rows are matched on the exact values of X and y."
+            )
+        return result
+
+    def _resolve_collisions(self, result, bad, Xd, yd, hashes, order, sorted_h) -> None:
+        used = set(result[result >= 0].tolist())
+        for j in bad.tolist():
+            lo = np.searchsorted(sorted_h, hashes[j], side="left")
+            hi = np.searchsorted(sorted_h, hashes[j], side="right")
+            for i in order[lo:hi].tolist():
+                if i in used:
+                    continue
+                if self._rows_equal(np.array([i]), Xd, yd, np.array([j]))[0]:
+                    result[j] = i
+                    used.add(i)
+                    break
+
+
+def locate_rows(X_fit, y_fit, X_del, y_del, active_mask=None, *, missing: str = "raise"
+                ) -> np.ndarray:
+    """Find the rows ``(X_del, y_del)`` inside ``(X_fit, y_fit)``, exactly, as a multiset.
+
+    Rows are compared on the exact values of the features and the label(s) (``-0.0`` equals
+    ``0.0`` and NaN equals NaN; integer and float features are compared as float64). Duplicates
+    are handled as a multiset: ``m`` equal requested rows consume ``m`` distinct training rows
+    with that content, the lowest indices first.
+
+    Parameters
+    ----------
+    X_fit : array-like or sparse matrix of shape (n_samples, n_features)
+        Training features.
+    y_fit : array-like of shape (n_samples,) or (n_samples, n_outputs) or None
+        Training labels (``None`` matches on the features only).
+    X_del : array-like or sparse matrix of shape (k, n_features)
+        Rows to locate.
+    y_del : array-like of shape (k,) or (k, n_outputs) or None
+        Their labels.
+    active_mask : array-like of bool of shape (n_samples,), default=None
+        Only rows where the mask is True can be matched (e.g. ``fit_mask_``).
+    missing : {"raise", "ignore"}, default="raise"
+        Raise ``ValueError`` for a row without a match, or report ``-1`` at its position.
+
+    Returns
+    -------
+    indices : ndarray of int of shape (k,)
+        Index in ``X_fit`` of the training row matched to each requested row.
+
+    Raises
+    ------
+    ValueError
+        If a row (or one more copy of a duplicated row) is not found and ``missing="raise"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ssse._rows import locate_rows
+    >>> X = np.array([[1., 2.], [3., 4.], [1., 2.], [5., 6.]])
+    >>> y = np.array([0, 1, 0, 1])
+    >>> locate_rows(X, y, [[5., 6.], [1., 2.], [1., 2.]], [1, 0, 0])
+    array([3, 0, 2])
+    >>> locate_rows(X, y, [[1., 2.]], [0], active_mask=[False, True, True, True])
+    array([2])
+    >>> locate_rows(X, y, [[1., 2.]], [1], missing="ignore")  # wrong label: no match
+    array([-1])
+    """
+    return RowIndex(X_fit, y_fit).locate(X_del, y_del, active_mask, missing=missing)
