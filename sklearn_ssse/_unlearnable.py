@@ -131,7 +131,10 @@ def _fit_and_build(estimator, X, y, fit_params, config):
     scale = math.sqrt(n / len(sample))
     chunks = (R * scale if scale != 1.0 else R
               for R in _row_chunks(backend, X, y, sample, config, rng))
-    op = build_operator(kind, chunks, n, damping, blocks=backend.blocks,
+    blocks = backend.blocks
+    if kind == "block" and config["block_size"] is None:
+        blocks = backend.natural_blocks or blocks  # e.g. one block per layer / class
+    op = build_operator(kind, chunks, n, damping, blocks=blocks,
                         block_size=config["block_size"] if kind == "block" else None)
     return {"estimator": est, "curvature": op, "damping": damping, "n": n, "inverse": kind}
 
@@ -335,7 +338,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"epsilon must be finite, got {self.epsilon}")
         backend_cls = self._backend_class()
         if "sample_weight" in fit_params:
-            raise NotImplementedError("sample_weight is not supported: SSSE's curvature and step "
+            raise TypeError("sample_weight is not supported: SSSE's curvature and step "
                                       "assume unweighted samples")
         X, y = self._validate_Xy(X, y, reset=True)
         check_classification_targets(y)
@@ -533,7 +536,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         y_pred : ndarray
             Predicted labels.
         """
-        return self.estimator_.predict(self._X(X))
+        X = self._X(X)
+        return self.estimator_.predict(X)
 
     @available_if(_estimator_has("predict_proba"))
     def predict_proba(self, X):
@@ -549,7 +553,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray or list of ndarray
             As returned by the wrapped estimator.
         """
-        return self.estimator_.predict_proba(self._X(X))
+        X = self._X(X)
+        return self.estimator_.predict_proba(X)
 
     @available_if(_estimator_has("predict_log_proba"))
     def predict_log_proba(self, X):
@@ -565,7 +570,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         log_proba : ndarray or list of ndarray
             As returned by the wrapped estimator.
         """
-        return self.estimator_.predict_log_proba(self._X(X))
+        X = self._X(X)
+        return self.estimator_.predict_log_proba(X)
 
     @available_if(_estimator_has("decision_function"))
     def decision_function(self, X):
@@ -581,7 +587,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         scores : ndarray
             As returned by the wrapped estimator.
         """
-        return self.estimator_.decision_function(self._X(X))
+        X = self._X(X)
+        return self.estimator_.decision_function(X)
 
     @available_if(_estimator_has("score"))
     def score(self, X, y, sample_weight=None):
@@ -601,4 +608,5 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         score : float
             The wrapped estimator's score.
         """
-        return self.estimator_.score(self._X(X), y, sample_weight=sample_weight)
+        X = self._X(X)
+        return self.estimator_.score(X, y, sample_weight=sample_weight)
