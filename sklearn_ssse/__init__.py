@@ -5,7 +5,27 @@ inverse curvature. See :class:`UnlearnableClassifier`.
 """
 
 from ._unlearnable import UnlearnableClassifier
+from .metrics import (
+    confusion_distance_scorer,
+    make_unlearning_scorer,
+    membership_inference_scorer,
+    normalized_confusion_distance_scorer,
+    parameter_distance_scorer,
+    similarity_ratio_scorer,
+)
+from .model_selection import ForgetSplit, epsilon_sweep
 
 __version__ = "0.1.0"
 
-__all__ = ["UnlearnableClassifier", "__version__"]
+__all__ = [
+    "ForgetSplit",
+    "UnlearnableClassifier",
+    "__version__",
+    "confusion_distance_scorer",
+    "epsilon_sweep",
+    "make_unlearning_scorer",
+    "membership_inference_scorer",
+    "normalized_confusion_distance_scorer",
+    "parameter_distance_scorer",
+    "similarity_ratio_scorer",
+]

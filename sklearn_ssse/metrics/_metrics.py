@@ -1,0 +1,594 @@
+"""Unlearning metrics: how close an unlearned model is to the model retrained without ``S``.
+
+Three models are compared on a set ``A`` (usually the forget set ``S``):
+
+* ``hat``: the unlearned model (SSSE step with some epsilon),
+* ``original``: the model before the erasure (trained on ``D``),
+* ``retrained``: the reference retrained from scratch on ``D \\ S``.
+
+Every function accepts, for each model, either a fitted estimator (then ``X`` is required and the
+function calls ``predict_proba`` / ``predict``) or the model's outputs on ``A`` (probabilities for
+``metric="roc_auc"`` / ``"log_loss"``, predicted labels for ``metric="accuracy"`` and the
+confusion distances). Multi-output binary targets (one column per attribute) are scored per
+attribute and averaged; multiclass targets use macro one-vs-rest.
+
+The exact formulas of the SSSE paper are not public here; the definitions below are the
+library's, documented in each docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import log_loss, roc_auc_score
+
+__all__ = [
+    "confusion_distance",
+    "membership_inference_auc",
+    "normalized_confusion_distance",
+    "normalized_parameter_distance",
+    "performance_score",
+    "performance_similarity",
+    "similarity_ratio",
+]
+
+_METRICS = ("roc_auc", "accuracy", "log_loss")
+
+
+# ============================================================================== output handling
+def _is_model(obj) -> bool:
+    return hasattr(obj, "predict_proba") or hasattr(obj, "predict")
+
+
+def _to_numpy(a):
+    if hasattr(a, "detach"):  # torch tensor
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _y_columns(y_true) -> list[np.ndarray]:
+    y = np.asarray(y_true)
+    if y.ndim == 1:
+        return [y]
+    if y.ndim == 2:
+        return [y[:, j] for j in range(y.shape[1])]
+    raise ValueError(f"y_true must be 1-D or 2-D, got shape {y.shape}.")
+
+
+def _model_classes(model) -> list[np.ndarray] | None:
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return None
+    if isinstance(classes, list):
+        return [np.asarray(c) for c in classes]
+    return [np.asarray(classes)]
+
+
+def _labels_list(labels, n_outputs: int) -> list[np.ndarray] | None:
+    if labels is None:
+        return None
+    if n_outputs == 1 and not (len(labels) and isinstance(labels[0], (list, np.ndarray, tuple))):
+        return [np.asarray(labels)]
+    labels = [np.asarray(lab) for lab in labels]
+    if len(labels) != n_outputs:
+        raise ValueError(f"labels has {len(labels)} entries for {n_outputs} outputs.")
+    return labels
+
+
+def _infer_classes(y_col: np.ndarray, n_columns: int, j: int) -> np.ndarray:
+    uniq = np.unique(y_col)
+    if len(uniq) == n_columns:
+        return uniq
+    if n_columns == 2 and set(uniq.tolist()) <= {0, 1}:
+        return np.array([0, 1])
+    raise ValueError(
+        f"cannot tell which classes the {n_columns} probability columns of output {j} stand for "
+        f"(y_true has {len(uniq)} distinct labels): pass labels=..."
+    )
+
+
+def _proba_columns(obj, X, ys: list[np.ndarray], labels) -> tuple[list, list]:
+    """Per-output probability matrices (n, K_j) and their classes."""
+    n_out = len(ys)
+    if _is_model(obj):
+        if X is None:
+            raise ValueError("X is required when models (not their outputs) are given.")
+        if not hasattr(obj, "predict_proba"):
+            raise TypeError(f"{type(obj).__name__} has no predict_proba, needed by this metric.")
+        out = obj.predict_proba(X)
+        classes = _model_classes(obj)
+        per_output = isinstance(out, (list, tuple))
+    else:
+        out, classes = obj, None
+        n = len(ys[0])
+        per_output = (isinstance(out, (list, tuple)) and n_out > 1 and len(out) == n_out
+                      and all(np.ndim(p) >= 1 and len(p) == n for p in out))
+    if per_output:
+        probas = [_to_numpy(p) for p in out]
+    else:
+        P = _to_numpy(out).astype(np.float64, copy=False)
+        if n_out > 1:  # (n, n_outputs) positive-class probabilities
+            if P.ndim != 2 or P.shape[1] != n_out:
+                raise ValueError(f"expected probabilities of shape (n, {n_out}) or a list of "
+                                 f"{n_out} arrays, got shape {P.shape}.")
+            probas = [np.column_stack([1 - P[:, j], P[:, j]]) for j in range(n_out)]
+        else:
+            probas = [np.column_stack([1 - P, P]) if P.ndim == 1 else P]
+    if len(probas) != n_out:
+        raise ValueError(f"the model has {len(probas)} outputs but y_true has {n_out}.")
+    probas = [np.column_stack([1 - p, p]) if p.ndim == 1 else p.astype(np.float64, copy=False)
+              for p in probas]
+    given = _labels_list(labels, n_out) if classes is None else None
+    if classes is None:
+        classes = given or [_infer_classes(y, p.shape[1], j)
+                            for j, (y, p) in enumerate(zip(ys, probas))]
+    for j, (p, c) in enumerate(zip(probas, classes)):
+        if p.shape != (len(ys[j]), len(c)):
+            raise ValueError(f"output {j}: probabilities of shape {p.shape} for {len(ys[j])} "
+                             f"samples and {len(c)} classes.")
+    return probas, classes
+
+
+def _align(P: np.ndarray, cls_from: np.ndarray, cls_to: np.ndarray) -> np.ndarray:
+    """Columns of ``P`` (classes ``cls_from``) re-ordered to ``cls_to``; missing classes get 0."""
+    if len(cls_from) == len(cls_to) and np.array_equal(cls_from, cls_to):
+        return P
+    out = np.zeros((P.shape[0], len(cls_to)))
+    pos = {c: i for i, c in enumerate(cls_to.tolist())}
+    for i, c in enumerate(cls_from.tolist()):
+        out[:, pos[c]] = P[:, i]
+    return out
+
+
+def _union_classes(all_classes: Sequence[list], ys) -> list[np.ndarray]:
+    out = []
+    for j in range(len(ys)):
+        out.append(np.unique(np.concatenate([np.asarray(c[j]) for c in all_classes])))
+    return out
+
+
+def _predictions(obj, X, n_out: int) -> list[np.ndarray]:
+    if _is_model(obj):
+        if X is None:
+            raise ValueError("X is required when models (not their outputs) are given.")
+        pred = np.asarray(obj.predict(X))
+    else:
+        pred = _to_numpy(obj)
+    if n_out == 1:
+        return [pred.reshape(-1)]
+    if pred.ndim != 2 or pred.shape[1] != n_out:
+        raise ValueError(f"expected predictions of shape (n, {n_out}), got {pred.shape}.")
+    return [pred[:, j] for j in range(n_out)]
+
+
+# ============================================================================== performance
+def _auc_ovr(y: np.ndarray, P: np.ndarray, classes: np.ndarray) -> float:
+    """Macro one-vs-rest ROC AUC over the classes for which it is defined (nan if none)."""
+    aucs = []
+    if len(classes) == 2:
+        pos = y == classes[1]
+        if pos.any() and not pos.all():
+            aucs.append(roc_auc_score(pos, P[:, 1]))
+    else:
+        for i, c in enumerate(classes):
+            pos = y == c
+            if pos.any() and not pos.all():
+                aucs.append(roc_auc_score(pos, P[:, i]))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in _METRICS:
+        raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}.")
+
+
+def _performances(y_true, models: Sequence, X, metric: str, labels) -> list[float]:
+    """P_A of each model on the same set, with class columns aligned across models."""
+    _check_metric(metric)
+    ys = _y_columns(y_true)
+    if metric == "accuracy":
+        out = []
+        for m in models:
+            preds = _predictions(m, X, len(ys))
+            out.append(float(np.mean([np.mean(p == y) for p, y in zip(preds, ys)])))
+        return out
+    cols = [_proba_columns(m, X, ys, labels) for m in models]
+    classes = _union_classes([c for _, c in cols], ys)
+    out = []
+    for probas, cls in cols:
+        per_output = []
+        for j, y in enumerate(ys):
+            P = _align(probas[j], cls[j], classes[j])
+            unknown = ~np.isin(y, classes[j])
+            if unknown.any():
+                raise ValueError(f"y_true (output {j}) has labels the models do not know: "
+                                 f"{np.unique(y[unknown]).tolist()}")
+            if metric == "roc_auc":
+                per_output.append(_auc_ovr(y, P, classes[j]))
+            else:
+                P = P / np.clip(P.sum(axis=1, keepdims=True), 1e-300, None)
+                per_output.append(float(log_loss(y, P, labels=classes[j])))
+        vals = [v for v in per_output if not np.isnan(v)]
+        if not vals:
+            raise ValueError(
+                "ROC AUC is undefined on this set: it holds a single class (for every output). "
+                "This happens with a single-class forget set (ForgetSplit(strategy='class')); "
+                "use metric='accuracy' or metric='log_loss' instead."
+            )
+        out.append(float(np.mean(vals)))
+    return out
+
+
+def performance_score(y_true, model, *, X=None, metric: str = "roc_auc", labels=None) -> float:
+    """Performance ``P_A`` of one model on a set ``A``.
+
+    ``"roc_auc"``: binary -> ROC AUC of the positive class; multiclass -> macro average of the
+    one-vs-rest ROC AUCs (classes absent from ``A``, whose AUC is undefined, are skipped);
+    multi-output binary targets -> mean of the per-attribute AUCs. ``"accuracy"``: fraction of
+    correct labels (mean over attributes). ``"log_loss"``: mean negative log-likelihood (mean over
+    attributes).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        True labels on ``A``.
+    model : estimator or array-like
+        A fitted classifier, or its outputs on ``A``: probabilities (``(n,)`` positive-class,
+        ``(n, n_classes)``, or for multi-output a list of ``(n, 2)`` arrays / an
+        ``(n, n_outputs)`` array) for ``roc_auc`` / ``log_loss``, predicted labels for
+        ``accuracy``.
+    X : array-like of shape (n_samples, n_features), default=None
+        Features of ``A``; required when ``model`` is an estimator.
+    metric : {"roc_auc", "accuracy", "log_loss"}, default="roc_auc"
+        Performance measure.
+    labels : array-like or list of array-like, default=None
+        Classes of the probability columns when outputs are given (default: inferred from
+        ``y_true``); ignored for estimators (their ``classes_`` is used).
+
+    Returns
+    -------
+    score : float
+        ``P_A(model)``.
+
+    Raises
+    ------
+    ValueError
+        If ROC AUC is undefined on ``A`` (a single class for every output).
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import performance_score
+    >>> performance_score([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    0.75
+    >>> performance_score([0, 1, 1, 1], [0, 1, 0, 1], metric="accuracy")
+    0.75
+    """
+    return _performances(y_true, [model], X, metric, labels)[0]
+
+
+def performance_similarity(y_true, model_a, model_b, *, X=None, metric: str = "roc_auc",
+                           labels=None) -> float:
+    """Performance distance ``d_A(a, b) = |P_A(a) - P_A(b)|`` (0 = same performance on ``A``).
+
+    ``P_A`` is :func:`performance_score`; the class columns of the two models are aligned (a
+    class one model never saw gets probability 0), so a model retrained without a class can be
+    compared with the original.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        True labels on ``A``.
+    model_a, model_b : estimator or array-like
+        Fitted classifiers or their outputs on ``A`` (see :func:`performance_score`).
+    X : array-like of shape (n_samples, n_features), default=None
+        Features of ``A``; required when estimators are given.
+    metric : {"roc_auc", "accuracy", "log_loss"}, default="roc_auc"
+        Performance measure.
+    labels : array-like or list of array-like, default=None
+        Classes of probability columns given as outputs.
+
+    Returns
+    -------
+    distance : float
+        ``>= 0``; lower is more similar.
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import performance_similarity
+    >>> y = [0, 0, 1, 1]
+    >>> performance_similarity(y, [0.1, 0.6, 0.4, 0.9], [0.1, 0.2, 0.8, 0.9])  # 0.75 vs 1.0
+    0.25
+    """
+    pa, pb = _performances(y_true, [model_a, model_b], X, metric, labels)
+    return abs(pa - pb)
+
+
+def _ratio(to_retrained: float, to_original: float) -> float:
+    total = to_retrained + to_original
+    return 0.5 if total == 0 else float(to_retrained / total)
+
+
+def similarity_ratio(y_true, unlearned, original, retrained, *, X=None, metric: str = "roc_auc",
+                     labels=None) -> float:
+    """Similarity ratio ``gamma_A = d_A(hat, re) / (d_A(hat, orig) + d_A(hat, re))``.
+
+    ``d_A`` is :func:`performance_similarity`. ``gamma`` lies in ``[0, 1]``: 0 means the
+    unlearned model performs on ``A`` exactly like the retrained reference, 1 exactly like the
+    original model. If both distances are 0 (all three models perform identically on ``A``) the
+    ratio is defined as ``0.5``: the unlearned model is then as close to one as to the other.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        True labels on ``A`` (usually the forget set).
+    unlearned, original, retrained : estimator or array-like
+        Fitted classifiers or their outputs on ``A`` (see :func:`performance_score`).
+    X : array-like of shape (n_samples, n_features), default=None
+        Features of ``A``; required when estimators are given.
+    metric : {"roc_auc", "accuracy", "log_loss"}, default="roc_auc"
+        Performance measure ``P_A``.
+    labels : array-like or list of array-like, default=None
+        Classes of probability columns given as outputs.
+
+    Returns
+    -------
+    gamma : float
+        In ``[0, 1]``; lower is better.
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import similarity_ratio
+    >>> y = [0, 0, 1, 1]
+    >>> original = [0.1, 0.2, 0.8, 0.9]    # AUC 1.0
+    >>> retrained = [0.1, 0.6, 0.4, 0.9]   # AUC 0.75
+    >>> unlearned = [0.1, 0.6, 0.6, 0.9]   # AUC 0.875 (one tie)
+    >>> similarity_ratio(y, unlearned, original, retrained)
+    0.5
+    >>> similarity_ratio(y, retrained, original, retrained)
+    0.0
+    >>> similarity_ratio(y, original, original, original)  # 0/0
+    0.5
+    """
+    p_hat, p_orig, p_re = _performances(y_true, [unlearned, original, retrained], X, metric,
+                                        labels)
+    return _ratio(abs(p_hat - p_re), abs(p_hat - p_orig))
+
+
+# ============================================================================== confusion
+def _confusions(y_true, models: Sequence, X, labels, normalize: bool) -> list[list[np.ndarray]]:
+    ys = _y_columns(y_true)
+    preds = [_predictions(m, X, len(ys)) for m in models]
+    given = _labels_list(labels, len(ys))
+    out = [[] for _ in models]
+    for j, y in enumerate(ys):
+        if given is not None:
+            cls = given[j]
+        else:
+            cls = np.unique(np.concatenate([y] + [p[j] for p in preds]))
+        index = {c: i for i, c in enumerate(cls.tolist())}
+        t = np.array([index.get(v, -1) for v in y.tolist()])
+        for m, p in enumerate(preds):
+            q = np.array([index.get(v, -1) for v in p[j].tolist()])
+            if (t < 0).any() or (q < 0).any():
+                raise ValueError(f"labels (output {j}) do not cover every true/predicted label.")
+            C = np.zeros((len(cls), len(cls)))
+            np.add.at(C, (t, q), 1.0)
+            out[m].append(C / max(len(y), 1) if normalize else C)
+    return out
+
+
+def confusion_distance(y_true, model_a, model_b, *, X=None, labels=None,
+                       normalize: bool = True) -> float:
+    """L1 distance between the confusion matrices of two models on a set ``A``.
+
+    ``CD_A(a, b) = sum_{i,j} |C_a[i, j] - C_b[i, j]|`` where ``C[i, j]`` counts the samples of
+    true class ``i`` predicted as ``j``. With ``normalize=True`` the matrices are divided by
+    ``|A|``, so the distance lies in ``[0, 2]`` (it is twice the fraction of samples whose
+    prediction differs, counted per true class). Multi-output targets: mean over outputs.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        True labels on ``A``.
+    model_a, model_b : estimator or array-like
+        Fitted classifiers (``predict`` is called on ``X``) or their predicted labels.
+    X : array-like of shape (n_samples, n_features), default=None
+        Features of ``A``; required when estimators are given.
+    labels : array-like or list of array-like, default=None
+        Classes indexing the matrices; default: every label in ``y_true`` and the predictions.
+    normalize : bool, default=True
+        Divide the matrices by ``|A|``; ``False`` compares raw counts.
+
+    Returns
+    -------
+    distance : float
+        ``>= 0``; 0 when both models' confusion matrices are equal.
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import confusion_distance
+    >>> y = [0, 0, 0, 0, 1, 1, 1, 1]
+    >>> a = [0, 0, 0, 1, 1, 1, 1, 1]    # C_a = [[3, 1], [0, 4]]
+    >>> b = [0, 0, 1, 1, 0, 1, 1, 1]    # C_b = [[2, 2], [1, 3]]
+    >>> confusion_distance(y, a, b, normalize=False)
+    4.0
+    >>> confusion_distance(y, a, b)
+    0.5
+    """
+    Ca, Cb = _confusions(y_true, [model_a, model_b], X, labels, normalize)
+    return float(np.mean([np.abs(a - b).sum() for a, b in zip(Ca, Cb)]))
+
+
+def normalized_confusion_distance(y_true, unlearned, original, retrained, *, X=None,
+                                  labels=None) -> float:
+    """Confusion distance in the form of the similarity ratio.
+
+    ``CD_A(hat, re) / (CD_A(hat, orig) + CD_A(hat, re))`` with :func:`confusion_distance`;
+    in ``[0, 1]``, 0 = the unlearned model confuses classes on ``A`` exactly like the retrained
+    one, 1 = exactly like the original. ``0/0`` (all three confusion matrices equal) is ``0.5``.
+    Multi-output targets: the distances are averaged over outputs first.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        True labels on ``A``.
+    unlearned, original, retrained : estimator or array-like
+        Fitted classifiers or their predicted labels on ``A``.
+    X : array-like of shape (n_samples, n_features), default=None
+        Features of ``A``; required when estimators are given.
+    labels : array-like or list of array-like, default=None
+        Classes indexing the matrices.
+
+    Returns
+    -------
+    ratio : float
+        In ``[0, 1]``; lower is better.
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import normalized_confusion_distance
+    >>> y = [0, 0, 1, 1]
+    >>> normalized_confusion_distance(y, [0, 1, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1])
+    0.5
+    >>> normalized_confusion_distance(y, [1, 1, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1])
+    0.0
+    """
+    Ch, Co, Cr = _confusions(y_true, [unlearned, original, retrained], X, labels, True)
+    to_re = float(np.mean([np.abs(a - b).sum() for a, b in zip(Ch, Cr)]))
+    to_orig = float(np.mean([np.abs(a - b).sum() for a, b in zip(Ch, Co)]))
+    return _ratio(to_re, to_orig)
+
+
+# ============================================================================== parameters
+def _parameters(obj) -> np.ndarray:
+    if hasattr(obj, "get_parameters"):
+        obj = obj.get_parameters()
+    elif _is_model(obj):
+        raise TypeError(f"cannot read a parameter vector from {type(obj).__name__}: pass an "
+                        "UnlearnableClassifier (get_parameters) or the flat vectors.")
+    return _to_numpy(obj).astype(np.float64, copy=False).reshape(-1)
+
+
+def normalized_parameter_distance(unlearned, original, retrained) -> float:
+    """``||theta_hat - theta_re|| / ||theta_orig - theta_re||`` (Euclidean norms).
+
+    0 means the unlearned parameters equal the retrained ones; 1 means no closer than the
+    original; values above 1 overshoot. If the original already equals the retrained model
+    (denominator 0) the result is 0 when the unlearned one equals them too, else ``inf``.
+    Only meaningful when the three parameter vectors share a layout (same classes, same
+    architecture; for neural networks the retrained reference may sit in another basin).
+
+    Parameters
+    ----------
+    unlearned, original, retrained : array-like, torch.Tensor or UnlearnableClassifier
+        Flat parameter vectors, or objects with ``get_parameters()``.
+
+    Returns
+    -------
+    distance : float
+        ``>= 0``; lower is better.
+
+    Raises
+    ------
+    ValueError
+        If the vectors have different lengths (e.g. the reference lost a class).
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import normalized_parameter_distance
+    >>> normalized_parameter_distance([1.0, 1.0], [0.0, 0.0], [2.0, 2.0])
+    0.5
+    >>> normalized_parameter_distance([1.0], [1.0], [1.0])
+    0.0
+    """
+    hat, orig, re = (_parameters(o) for o in (unlearned, original, retrained))
+    if not (hat.shape == orig.shape == re.shape):
+        raise ValueError(f"parameter vectors of different lengths: {hat.shape[0]}, "
+                         f"{orig.shape[0]}, {re.shape[0]} (did the reference lose a class?).")
+    num = float(np.linalg.norm(hat - re))
+    den = float(np.linalg.norm(orig - re))
+    if den == 0:
+        return 0.0 if num == 0 else float("inf")
+    return num / den
+
+
+# ============================================================================== membership
+def membership_inference_auc(model, X_forget, y_forget, X_heldout, y_heldout, *,
+                             attack: str = "loss", labels=None) -> float:
+    """ROC AUC of a membership-inference attack separating ``S`` from held-out data.
+
+    The attack scores each sample by how well the model fits it and predicts "member" for high
+    scores: ``attack="loss"`` uses ``log p(y | x)`` (minus the loss), ``attack="confidence"``
+    uses ``max_c p(c | x)``. The AUC is computed with members (the forget set ``S``) as positives
+    and held-out samples (never trained on) as negatives. 0.5 = the model does not reveal that
+    ``S`` was trained on (what retraining without ``S`` gives, up to noise); 1 = ``S`` is fully
+    exposed; below 0.5 = ``S`` is fitted *worse* than unseen data (over-forgetting, itself a
+    membership signal). Multi-output targets: mean over attributes.
+
+    Parameters
+    ----------
+    model : estimator or None
+        A fitted classifier with ``predict_proba``. ``None``: ``X_forget`` and ``X_heldout`` are
+        the model's predicted probabilities on the two sets.
+    X_forget : array-like
+        Features of the forget set (or its probabilities when ``model`` is None).
+    y_forget : array-like of shape (k,) or (k, n_outputs)
+        Labels of the forget set.
+    X_heldout : array-like
+        Features of held-out samples (or their probabilities when ``model`` is None).
+    y_heldout : array-like of shape (m,) or (m, n_outputs)
+        Labels of the held-out samples.
+    attack : {"loss", "confidence"}, default="loss"
+        Attack score.
+    labels : array-like or list of array-like, default=None
+        Classes of probability columns given as outputs.
+
+    Returns
+    -------
+    auc : float
+        In ``[0, 1]``.
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import membership_inference_auc
+    >>> p_forget = [[0.1, 0.9], [0.8, 0.2]]            # p(y) = 0.9, 0.8
+    >>> p_held = [[0.3, 0.7], [0.6, 0.4], [0.5, 0.5]]  # p(y) = 0.7, 0.6, 0.5
+    >>> membership_inference_auc(None, p_forget, [1, 0], p_held, [1, 0, 1])
+    1.0
+    >>> membership_inference_auc(None, p_held, [1, 0, 1], p_forget, [1, 0])
+    0.0
+    """
+    if attack not in ("loss", "confidence"):
+        raise ValueError(f"attack must be 'loss' or 'confidence', got {attack!r}.")
+    if model is None:
+        sources = [(X_forget, None, y_forget), (X_heldout, None, y_heldout)]
+    else:
+        sources = [(model, X_forget, y_forget), (model, X_heldout, y_heldout)]
+    cols = []
+    for obj, X, y in sources:
+        ys = _y_columns(y)
+        if len(ys[0]) == 0:
+            raise ValueError("membership inference needs a non-empty forget set and held-out set.")
+        cols.append((ys, *_proba_columns(obj, X, ys, labels)))
+    (ys_f, P_f, c_f), (ys_h, P_h, c_h) = cols
+    if len(ys_f) != len(ys_h):
+        raise ValueError("the forget and held-out labels have different numbers of outputs.")
+    classes = _union_classes([c_f, c_h], ys_f)
+    aucs = []
+    for j in range(len(ys_f)):
+        scores = []
+        for ys, P, c in ((ys_f, P_f, c_f), (ys_h, P_h, c_h)):
+            A = _align(P[j], c[j], classes[j])
+            if attack == "confidence":
+                scores.append(A.max(axis=1))
+            else:
+                pos = np.searchsorted(classes[j], ys[j])
+                pos = np.clip(pos, 0, len(classes[j]) - 1)
+                if not np.array_equal(classes[j][pos], ys[j]):
+                    raise ValueError(f"labels (output {j}) unknown to the model.")
+                scores.append(np.log(np.clip(A[np.arange(len(A)), pos], 1e-300, None)))
+        member = np.r_[np.ones(len(scores[0])), np.zeros(len(scores[1]))]
+        aucs.append(roc_auc_score(member, np.r_[scores[0], scores[1]]))
+    return float(np.mean(aucs))
+
