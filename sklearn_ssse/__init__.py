@@ -4,7 +4,7 @@ Single-step sample erasure (SSSE) replaces a retrain by one preconditioned step 
 inverse curvature. See :class:`UnlearnableClassifier`.
 """
 
-from ._unlearnable import UnlearnableClassifier
+from ._unlearnable import UnlearnableClassifier, UntrackedSampleWarning
 from .metrics import (
     confusion_distance_scorer,
     make_unlearning_scorer,
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ForgetSplit",
     "UnlearnableClassifier",
+    "UntrackedSampleWarning",
     "__version__",
     "confusion_distance_scorer",
     "epsilon_sweep",

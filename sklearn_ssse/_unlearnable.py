@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import time
+import warnings
 from datetime import datetime, timezone
 from numbers import Integral, Real
 
@@ -17,8 +20,10 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ._backends import select_backend
+from ._backends import BACKENDS, select_backend
 from ._curvature import build_operator
+from ._hashing import multiset, multiset_remove, new_salt, row_digests
+from ._persistence import from_portable, to_portable
 
 #: largest curvature block (parameters) that ``inverse="auto"`` inverts densely
 AUTO_DENSE_MAX = 4096
@@ -26,6 +31,65 @@ AUTO_DENSE_MAX = 4096
 WOODBURY_DEFAULT_SAMPLES = 1024
 #: damping of unpenalised parameters (intercepts), relative to the largest penalty of the model
 AUTO_INTERCEPT_DAMPING = 1e-6
+
+
+class UntrackedSampleWarning(UserWarning):
+    """A forget request names rows that are not (or no longer) in the model.
+
+    Issued by :meth:`UnlearnableClassifier.forget` with ``on_untracked="warn"``.
+    """
+
+
+def _parameters_checksum(theta: torch.Tensor) -> str:
+    """SHA-256 (hex) of the exact bytes of a parameter vector, with its dtype and shape."""
+    t = theta.detach().cpu().contiguous().reshape(-1)
+    h = hashlib.sha256(f"{t.dtype}:{t.numel()}:".encode())
+    h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _restore_on_error(method):
+    """Make a method atomic on the estimator's attributes: on any exception the attribute
+    bindings are put back as they were (the method must not mutate attribute values in place,
+    except through code that restores them itself)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        saved = dict(self.__dict__)
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    return wrapper
+
+
+def _set_diagnostics(estimator, X, y, classes):
+    """Cheap O(k d) diagnostics of ``estimator`` on the forget set, from ``predict_proba``.
+
+    Returns ``(mean loss, accuracy, predicted class indices)``: the loss is the mean over samples
+    of ``-log p(y|x)`` (summed over outputs), the accuracy the fraction of correct labels
+    (averaged over outputs); ``None`` when the estimator has no ``predict_proba``.
+    """
+    if not hasattr(estimator, "predict_proba"):
+        return None
+    P = estimator.predict_proba(X)
+    Ps = P if isinstance(P, list) else [P]
+    cls = classes if isinstance(classes, list) else [classes]
+    k = X.shape[0]
+    Y = np.asarray(y).reshape(k, -1)
+    rows = np.arange(k)
+    loss, correct, pred = np.zeros(k), np.zeros(k), []
+    for j, (p, c) in enumerate(zip(Ps, cls)):
+        p = np.asarray(p, dtype=np.float64).reshape(k, -1)
+        idx = np.searchsorted(np.asarray(c), Y[:, j])
+        loss -= np.log(np.maximum(p[rows, idx], np.finfo(np.float64).tiny))
+        am = p.argmax(axis=1)
+        correct += am == idx
+        pred.append(am)
+    return float(loss.mean()), float(correct.mean() / len(Ps)), np.stack(pred, axis=1)
 
 
 def _estimator_has(attr):
@@ -136,7 +200,8 @@ def _fit_and_build(estimator, X, y, fit_params, config):
         blocks = backend.natural_blocks or blocks  # e.g. one block per layer / class
     op = build_operator(kind, chunks, n, damping, blocks=blocks,
                         block_size=config["block_size"] if kind == "block" else None)
-    return {"estimator": est, "curvature": op, "damping": damping, "n": n, "inverse": kind}
+    return {"estimator": est, "curvature": op, "damping": damping, "n": n, "inverse": kind,
+            "fit_indices": fit_idx}
 
 
 class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -205,6 +270,17 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         grid over ``epsilon`` costs one fit per split.
     random_state : int, RandomState instance or None, default=None
         Sub-sampling and mini-batch grouping of the curvature.
+    track_samples : bool, default=False
+        Keep a salted digest of every training row (features and label; see
+        :mod:`sklearn_ssse._hashing`) as a multiset, without storing the rows, and remove the
+        digests of forgotten rows, so that a request to forget a row that was never trained on
+        or was already forgotten is detected (see ``on_untracked``). The salt is drawn from the
+        OS's cryptographic generator, not from ``random_state``.
+    on_untracked : {"error", "warn"}, default="error"
+        What :meth:`forget` does when a row to forget is not among the rows still in the model
+        (detected with ``track_samples=True`` or ``keep_training_data=True``): ``"error"``
+        raises ``ValueError`` and changes nothing; ``"warn"`` issues an
+        :class:`UntrackedSampleWarning` and applies the step for all the rows given.
 
     Attributes
     ----------
@@ -223,8 +299,28 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     theta_fit_ : torch.Tensor
         Parameters right after fit.
     erasure_log_ : list of dict
-        One entry per :meth:`forget` call: ``time``, ``n_removed``, ``epsilon``,
-        ``n_remaining``, ``update_norm``, ``seconds``.
+        The erasure record, one entry per successful :meth:`forget` call (failed calls leave no
+        entry): ``time`` (UTC, ISO 8601), ``n_removed`` (k), ``epsilon``, ``n_remaining``,
+        ``update_norm`` (``||theta_new - theta||``), ``relative_update_norm`` (divided by
+        ``||theta||``), ``curvature_downdated``, ``checksum_before`` / ``checksum_after``
+        (:attr:`parameters_checksum_` around the step), ``loss_before`` / ``loss_after``
+        (mean ``-log p(y|x)`` of the forget set from ``predict_proba``), ``accuracy_before`` /
+        ``accuracy_after`` (on the forget set), ``label_flip_rate`` (share of the forget set
+        whose predicted label changed), ``predicted_loss_change`` (first-order change of the
+        mean training loss of the forget set, ``mean(g_i) . (theta_new - theta)``),
+        ``n_untracked`` (rows not found among the remaining rows; ``None`` when nothing is
+        tracked) and ``seconds``. No training rows are stored in it.
+    parameters_checksum_ : str
+        SHA-256 of the exact bytes of the current parameters; :meth:`forget` refuses to run
+        when the wrapped model's parameters no longer match it (refitted or edited behind the
+        meta-estimator's back, so the cached curvature does not belong to them).
+    sample_salt_ : bytes
+        Key of the row digests (only with ``track_samples=True``).
+    sample_digests_ : ndarray of dtype S16
+        Sorted distinct digests of the rows still in the model (only with
+        ``track_samples=True``).
+    sample_digest_counts_ : ndarray of int
+        Multiplicity of each digest (only with ``track_samples=True``).
     classes_ : ndarray or list of ndarray
         Class labels (a list for multi-output models).
     n_features_in_ : int
@@ -263,12 +359,15 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "keep_training_data": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
         "random_state": ["random_state"],
+        "track_samples": ["boolean"],
+        "on_untracked": [StrOptions({"error", "warn"})],
     }
 
     def __init__(self, estimator, *, epsilon=1.0, curvature="empirical_fisher", damping="auto",
                  inverse="auto", block_size=None, fisher_batch_size=1, fisher_max_samples=None,
                  update_curvature=False, parameters=None, dtype=None, chunk_size=512,
-                 keep_training_data=False, memory=None, random_state=None):
+                 keep_training_data=False, memory=None, random_state=None,
+                 track_samples=False, on_untracked="error"):
         self.estimator = estimator
         self.epsilon = epsilon
         self.curvature = curvature
@@ -284,6 +383,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.keep_training_data = keep_training_data
         self.memory = memory
         self.random_state = random_state
+        self.track_samples = track_samples
+        self.on_untracked = on_untracked
 
     # ------------------------------------------------------------------------------ sklearn API
     def __sklearn_tags__(self):
@@ -315,8 +416,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             "curvature", "damping", "inverse", "block_size", "fisher_batch_size",
             "fisher_max_samples", "parameters", "dtype", "chunk_size", "random_state")}
 
+    @_restore_on_error
     def fit(self, X, y, **fit_params):
         """Fit the wrapped classifier and cache its inverse curvature.
+
+        Atomic: if it fails, a previously fitted model is left exactly as it was.
 
         Parameters
         ----------
@@ -347,7 +451,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             fit = check_memory(self.memory).cache(_fit_and_build)
         state = fit(self.estimator, X, y, fit_params, self._config())
         self.estimator_ = state["estimator"]
-        self.backend_ = backend_cls(self.estimator_, parameters=self.parameters, dtype=self.dtype)
+        self._backend_kwargs = {"parameters": self.parameters, "dtype": self.dtype}
+        self.backend_ = backend_cls(self.estimator_, **self._backend_kwargs)
         self.curvature_ = state["curvature"]
         self.damping_ = state["damping"]
         self.inverse_ = state["inverse"]
@@ -360,11 +465,42 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.keep_training_data:
             self.X_fit_, self.y_fit_ = X, y
             self.fit_mask_ = np.ones(len(X), dtype=bool)
+        self.parameters_checksum_ = _parameters_checksum(self._theta)
+        for attr in ("sample_salt_", "sample_digests_", "sample_digest_counts_"):
+            self.__dict__.pop(attr, None)  # from an earlier fit with track_samples=True
+        if self.track_samples:
+            idx = np.asarray(state.get("fit_indices", np.arange(len(X))))
+            self.sample_salt_ = new_salt()
+            self.sample_digests_, self.sample_digest_counts_ = multiset(
+                row_digests(X[idx], self._label_codes(y[idx]), salt=self.sample_salt_))
         return self
 
     # ------------------------------------------------------------------------------ unlearning
+    def _live_parameters(self) -> torch.Tensor:
+        """The parameters of ``estimator_`` read through a freshly built backend, so that a
+        replaced or refitted estimator (or sub-estimator) is seen."""
+        kwargs = getattr(self, "_backend_kwargs",
+                         {"parameters": self.parameters, "dtype": self.dtype})
+        return type(self.backend_)(self.estimator_, **kwargs).get_parameters()
+
+    def _check_parameters_unchanged(self) -> None:
+        """Refuse to unlearn when the wrapped model's parameters are not those the cached
+        curvature belongs to (checked by :attr:`parameters_checksum_`)."""
+        try:
+            live = _parameters_checksum(self._live_parameters())
+            cached = _parameters_checksum(self.backend_.get_parameters())
+        except Exception as exc:
+            raise RuntimeError("the wrapped estimator was replaced or changed outside forget() "
+                               "and its parameters cannot be read; call fit again") from exc
+        if not live == cached == self.parameters_checksum_:
+            raise RuntimeError("the wrapped estimator's parameters changed outside forget() (was "
+                               "it refitted?): their checksum no longer matches "
+                               "parameters_checksum_, so the cached curvature does not belong to "
+                               "them. Nothing was changed; call fit again")
+
     def _check_forget_input(self, X, y):
         check_is_fitted(self)
+        self._check_parameters_unchanged()
         X, y = self._validate_Xy(X, y, reset=False)
         k = X.shape[0]
         if k == 0:
@@ -381,10 +517,6 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if k >= self.n_samples_:
             raise ValueError(f"cannot forget {k} samples: only {self.n_samples_} remain in the "
                              "model (forgetting all of them leaves nothing to approximate)")
-        if not torch.equal(self.backend_.get_parameters(), self._theta):
-            raise RuntimeError("the wrapped estimator's parameters changed outside forget() (was "
-                               "it refitted?); the cached curvature no longer matches: call fit "
-                               "again")
         return X, y
 
     def _check_epsilon(self, epsilon) -> float:
@@ -393,11 +525,24 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"epsilon must be a finite number >= 0, got {eps!r}")
         return float(eps)
 
+    def _gradient_sum(self, X, y) -> torch.Tensor:
+        g = self.backend_.per_sample_gradients(X, y).sum(0)
+        return g.to(dtype=self.curvature_.dtype, device=self.curvature_.device)
+
     def _direction(self, X, y):
         k = X.shape[0]
-        g = self.backend_.per_sample_gradients(X, y).sum(0)
-        g = g.to(dtype=self.curvature_.dtype, device=self.curvature_.device)
-        return self.curvature_.solve(g) / (self.n_samples_ - k)
+        return self.curvature_.solve(self._gradient_sum(X, y)) / (self.n_samples_ - k)
+
+    def _label_codes(self, y) -> np.ndarray:
+        """Labels as class indices (one column per output): a dtype-independent form of ``y``
+        for the row digests."""
+        classes = getattr(self, "classes_", None)
+        Y = np.asarray(y).reshape(len(y), -1)
+        if classes is None:
+            return Y
+        classes = classes if isinstance(classes, list) else [classes]
+        return np.stack([np.searchsorted(np.asarray(c), Y[:, j]) for j, c in enumerate(classes)],
+                        axis=1).astype(np.int64)
 
     def forget_direction(self, X, y) -> torch.Tensor:
         """The erasure direction ``delta = F^{-1} sum_S g_i / (n - k)`` (no mutation).
@@ -420,12 +565,20 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         X, y = self._check_forget_input(X, y)
         return self._direction(X, y)
 
+    @_restore_on_error
     def forget(self, X, y, epsilon=None):
         """Erase training samples with one SSSE step.
 
         The wrapped model's parameters are updated in place, ``n_samples_`` is decremented by
         ``k`` and, with ``update_curvature=True``, the erased samples' terms are removed from the
-        curvature. The call is atomic: on any error nothing is changed.
+        curvature. An entry is appended to :attr:`erasure_log_`, and the rows' digests
+        (``track_samples=True``) or mask (``keep_training_data=True``) are removed.
+
+        The call is atomic: on any error (bad input, rows not in the model, a non-finite step or
+        curvature, a failure while writing the parameters) the model, its parameters,
+        ``n_samples_``, the curvature, the record and the tracked rows are exactly as before.
+        With ``epsilon=0`` the parameters are left bit for bit as they are (the rows still count
+        as removed).
 
         Parameters
         ----------
@@ -443,51 +596,168 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         Raises
         ------
+        NotFittedError
+            Called before :meth:`fit`.
         ValueError
-            Bad input: wrong shape, NaN, unseen label, empty set, ``k >= n_samples_``, bad epsilon.
+            Bad input: wrong shape or feature count, NaN / inf, unseen label, empty set,
+            ``k >= n_samples_``, epsilon not finite or negative; rows not among the remaining
+            training rows with ``on_untracked="error"``.
         RuntimeError
-            The wrapped model was changed outside :meth:`forget`.
+            The wrapped model was refitted or changed outside :meth:`forget` (its parameters no
+            longer match :attr:`parameters_checksum_`).
         FloatingPointError
-            The update is not finite (nothing is applied).
+            The gradients, the step, the new parameters or the downdated curvature are not
+            finite (nothing is applied).
+
+        Warns
+        -----
+        UntrackedSampleWarning
+            Rows not among the remaining training rows, with ``on_untracked="warn"``.
         """
         start = time.perf_counter()
         X, y = self._check_forget_input(X, y)
         eps = self._check_epsilon(epsilon)
+        if self.on_untracked not in ("error", "warn"):
+            raise ValueError(f"on_untracked must be 'error' or 'warn', got {self.on_untracked!r}")
         k = X.shape[0]
+
+        # 1. are the rows still in the model? (digests and / or stored rows; nothing changes)
+        n_untracked = None
+        new_digests = None
+        if hasattr(self, "sample_digests_"):
+            *new_digests, missing = multiset_remove(
+                self.sample_digests_, self.sample_digest_counts_,
+                row_digests(X, self._label_codes(y), salt=self.sample_salt_))
+            n_untracked = int(missing.sum())
         rows_kept = None
-        if self.keep_training_data:
+        if hasattr(self, "fit_mask_"):
             from ._rows import locate_rows
 
-            rows_kept = locate_rows(self.X_fit_, self.y_fit_, X, y, active_mask=self.fit_mask_)
-        step = eps * self._direction(X, y)
-        theta = self._theta + step.to(self._theta)
+            found = locate_rows(self.X_fit_, self.y_fit_, X, y, active_mask=self.fit_mask_,
+                                missing="raise" if self.on_untracked == "error" else "ignore")
+            rows_kept = found[found >= 0]
+            n_untracked = max(n_untracked or 0, int((found < 0).sum()))
+        if n_untracked:
+            msg = (f"{n_untracked} of the {k} rows to forget are not among the rows still in the "
+                   "model (never trained on, or already forgotten)")
+            if self.on_untracked == "error":
+                raise ValueError(f"{msg}; nothing was changed (on_untracked='warn' applies the "
+                                 "step anyway)")
+            warnings.warn(f"{msg}; the step is applied for all {k} rows given",
+                          UntrackedSampleWarning, stacklevel=2)
+
+        # 2. the step, computed aside
+        g = self._gradient_sum(X, y)
+        if not bool(torch.isfinite(g).all()):
+            raise FloatingPointError("the gradients of the forget set are not finite; nothing "
+                                     "was changed")
+        theta_old = self.backend_.get_parameters()
+        if eps == 0.0:
+            theta = theta_old.clone()
+        else:
+            delta = self.curvature_.solve(g) / (self.n_samples_ - k)
+            theta = theta_old + (eps * delta).to(theta_old)
+        step = theta - theta_old
         if not bool(torch.isfinite(theta).all()):
             raise FloatingPointError("the erasure step is not finite; nothing was changed")
         curvature = self.curvature_
         if self.update_curvature:
             rows = self.backend_.curvature_rows(X, y, self.curvature)
             curvature = curvature.downdate(rows.reshape(-1, rows.shape[-1]), k)
-        # commit: nothing above touched the model
+            probe = curvature.solve(g)
+            if not bool(torch.isfinite(probe).all()) or (
+                    float(g @ probe) <= 0 and bool(torch.any(g != 0))):
+                raise FloatingPointError(
+                    "the downdated curvature is not finite or not positive definite (were these "
+                    "rows in the training set?); nothing was changed. Use update_curvature=False "
+                    "or a larger damping")
+        classes = getattr(self, "classes_", None)
+        before = _set_diagnostics(self.estimator_, X, y, classes)
+
+        # 3. commit the parameters; any failure puts the old ones back
         try:
             self.backend_.set_parameters(theta)
+            written = self.backend_.get_parameters()
+            checksum = _parameters_checksum(written)
+            if _parameters_checksum(self._live_parameters()) != checksum:
+                raise RuntimeError("the new parameters did not reach the wrapped estimator "
+                                   "(estimator_ was replaced or refitted outside forget()); "
+                                   "nothing was changed: call fit again")
+            if not bool(torch.isfinite(written).all()):
+                raise FloatingPointError("the updated parameters are not finite; nothing was "
+                                         "changed")
+            after = _set_diagnostics(self.estimator_, X, y, classes)
         except BaseException:
-            self.backend_.set_parameters(self._theta)
+            try:
+                self.backend_.set_parameters(theta_old)
+            except BaseException as exc:
+                raise RuntimeError("forget failed and the previous parameters could not be "
+                                   "restored: the wrapped model is in an unknown state; refit it "
+                                   "or load a saved copy") from exc
             raise
-        self._theta = theta
-        self.curvature_ = curvature
-        self.n_samples_ -= k
-        if rows_kept is not None:
-            self.fit_mask_ = self.fit_mask_.copy()
-            self.fit_mask_[rows_kept] = False
-        self.erasure_log_.append({
+
+        # 4. the record and the bookkeeping (plain assignments, cannot fail halfway)
+        norm_old = float(torch.linalg.vector_norm(theta_old))
+        update_norm = float(torch.linalg.vector_norm(step))
+        entry = {
             "time": datetime.now(timezone.utc).isoformat(),
             "n_removed": k,
             "epsilon": eps,
-            "n_remaining": self.n_samples_,
-            "update_norm": float(torch.linalg.vector_norm(step)),
+            "n_remaining": self.n_samples_ - k,
+            "update_norm": update_norm,
+            "relative_update_norm": update_norm / norm_old if norm_old > 0 else None,
+            "curvature_downdated": bool(self.update_curvature),
+            "checksum_before": self.parameters_checksum_,
+            "checksum_after": checksum,
+            "loss_before": before[0] if before else None,
+            "loss_after": after[0] if after else None,
+            "accuracy_before": before[1] if before else None,
+            "accuracy_after": after[1] if after else None,
+            "label_flip_rate": (float(np.mean((before[2] != after[2]).any(axis=1)))
+                                if before and after else None),
+            "predicted_loss_change": float(g @ step.to(g)) / k,
+            "n_untracked": n_untracked,
             "seconds": time.perf_counter() - start,
-        })
+        }
+        self._theta = written
+        self.parameters_checksum_ = checksum
+        self.curvature_ = curvature
+        self.n_samples_ = self.n_samples_ - k
+        if rows_kept is not None:
+            mask = self.fit_mask_.copy()
+            mask[rows_kept] = False
+            self.fit_mask_ = mask
+        if new_digests is not None:
+            self.sample_digests_, self.sample_digest_counts_ = new_digests
+        self.erasure_log_.append(entry)
         return self
+
+    # ------------------------------------------------------------------------------ persistence
+    def __getstate__(self):
+        """State for pickle / joblib / skops: tensors and curvature operators as plain
+        containers of numpy arrays, the backend left out (rebuilt on load)."""
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
+        backend = state.pop("backend_", None)
+        if backend is not None:
+            state["_backend_class"] = type(backend).__name__
+        return {k: to_portable(v) for k, v in state.items()}
+
+    def __setstate__(self, state):
+        state = dict(state)
+        backend_name = state.pop("_backend_class", None)
+        super().__setstate__(state)
+        if backend_name is None or "estimator_" not in state:
+            self.__dict__.update(from_portable(dict(self.__dict__)))
+            return
+        backend_cls = {b.__name__: b for b in BACKENDS}.get(backend_name)
+        if backend_cls is None:
+            raise ValueError(f"unknown backend {backend_name!r} in the saved state")
+        kwargs = state.get("_backend_kwargs", {"parameters": self.parameters, "dtype": self.dtype})
+        self.backend_ = backend_cls(self.estimator_, **kwargs)
+        device = self.backend_.device
+        for k, v in list(self.__dict__.items()):
+            if k != "backend_":
+                self.__dict__[k] = from_portable(v, device)
 
     # ------------------------------------------------------------------------------ parameters
     def get_parameters(self) -> np.ndarray:
