@@ -281,10 +281,11 @@ class RowIndex:
         if missing == "raise" and (result < 0).any():
             j = int(np.flatnonzero(result < 0)[0])
             n_missing = int((result < 0).sum())
+            dup = ", a duplicate beyond the copies in the training data"
             raise ValueError(
                 f"{n_missing} of the {k} rows to locate are not among the "
                 f"{'remaining ' if active_mask is not None else ''}training rows (first: row {j}"
-                f"{', a duplicate beyond the copies in the training data' if ok[j] else ''}). "
+                f"{dup if right[j] > left[j] and codes[j] != -1 else ''}). "
                 "Rows are matched on the exact values of X and y."
             )
         return result
