@@ -2,9 +2,10 @@
 
 from ._base import BaseBackend
 from ._linear import LinearBackend, _check_single
+from ._torch import TorchBackend
 
 #: Backends tried in order by :func:`select_backend`.
-BACKENDS: list[type[BaseBackend]] = [LinearBackend]
+BACKENDS: list[type[BaseBackend]] = [LinearBackend, TorchBackend]
 
 
 def select_backend(estimator) -> type[BaseBackend]:
@@ -29,4 +30,4 @@ def select_backend(estimator) -> type[BaseBackend]:
     raise TypeError(f"{type(estimator).__name__} is not supported")  # pragma: no cover
 
 
-__all__ = ["BACKENDS", "BaseBackend", "LinearBackend", "select_backend"]
+__all__ = ["BACKENDS", "BaseBackend", "LinearBackend", "TorchBackend", "select_backend"]

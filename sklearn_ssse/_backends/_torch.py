@@ -1,0 +1,509 @@
+"""Backend for skorch :class:`~skorch.NeuralNetClassifier` (PyTorch modules).
+
+Per-sample gradients of ``-log p(y|x)`` come from :mod:`torch.func` (``functional_call`` +
+``vmap(grad)``), computed chunk by chunk in eval mode (no dropout noise, batch-norm running
+statistics) on the net's device.  The curvature operators themselves are the shared ones of
+:mod:`sklearn_ssse._curvature`.
+
+Loss convention
+---------------
+The backend reproduces the loss skorch's :meth:`~skorch.NeuralNetClassifier.get_loss` trains
+with:
+
+* ``criterion=torch.nn.NLLLoss`` (skorch's default): the module outputs *probabilities*
+  (e.g. ends with a softmax) and ``log p = log(output + eps)`` with
+  ``eps = torch.finfo(output.dtype).eps``, exactly as skorch does;
+* ``criterion=torch.nn.CrossEntropyLoss``: the module outputs *logits* and
+  ``log p = log_softmax(output)``.
+
+Any other criterion (``MSELoss``, ``BCELoss``, label smoothing, class weights, a ``reduction``
+other than ``"mean"``) is not the mean negative log-likelihood SSSE is derived for and is refused
+by :meth:`TorchBackend.check_estimator`.  A module returning a tuple contributes its first output,
+as in skorch.
+
+Parameters
+----------
+By default every trainable parameter (``requires_grad=True``) of the module enters ``theta``, in
+the order of ``module.named_parameters()``.  ``parameters=["fc2.*"]`` restricts ``theta`` to the
+tensors whose names match any of the :mod:`fnmatch` patterns (names as in the *uncompiled* module,
+without a ``_orig_mod.`` prefix); the others are frozen constants.  Nets compiled with
+``compile=True`` (or whose ``module_`` is a ``torch.compile`` wrapper) are handled through the
+original module (``_orig_mod``), which shares its parameters with the compiled one.
+
+Internal validation split
+-------------------------
+skorch's ``NeuralNetClassifier`` holds out 20% of ``fit``'s data by default
+(``train_split=ValidSplit(5, stratified=True)``).  The curvature must be built on the rows the net
+actually trained on, so :meth:`TorchBackend.fit_indices` recomputes the split: ``ValidSplit`` with
+an integer ``cv`` (unshuffled k-fold, the default) or with a float ``cv`` and an *integer*
+``random_state`` is deterministic; a float ``cv`` without a fixed seed (or any split that gives a
+different answer on each call) cannot be reproduced and is refused.  Rows in the internal
+validation set were never trained on; there is nothing to erase for them.  Recommended: pass
+``train_split=None`` and do validation outside the net.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import fnmatch
+import functools
+import numbers
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, jacrev, vmap
+
+from ._base import BaseBackend
+
+try:  # skorch is a dependency, but keep the module importable without it
+    from skorch import NeuralNetClassifier
+    from skorch.dataset import ValidSplit
+    from skorch.helper import _make_split
+except ImportError:  # pragma: no cover - exercised only without skorch
+    NeuralNetClassifier = None
+    ValidSplit = None
+    _make_split = None
+
+__all__ = ["TorchBackend"]
+
+_LIKELIHOOD_CRITERIA = (torch.nn.NLLLoss, torch.nn.CrossEntropyLoss)
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The original module behind ``torch.compile`` (and ``DataParallel``) wrappers."""
+    while True:
+        if hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        elif isinstance(module, (torch.nn.DataParallel,
+                                 torch.nn.parallel.DistributedDataParallel)):
+            module = module.module
+        else:
+            return module
+
+
+def _criterion_class(criterion) -> type | None:
+    if isinstance(criterion, type):
+        return criterion
+    if isinstance(criterion, functools.partial):
+        return _criterion_class(criterion.func)
+    orig = getattr(criterion, "_orig_mod", None)  # compiled criterion instance
+    return type(orig if orig is not None else criterion)
+
+
+def _is_seed(random_state) -> bool:
+    return isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+
+
+def _split_problem(train_split) -> str | None:
+    """Why ``train_split`` cannot be reproduced after fit, or ``None`` if it can (or may)."""
+    if not train_split or ValidSplit is None or not isinstance(train_split, ValidSplit):
+        return None
+    cv = train_split.cv
+    if train_split._is_float(cv):
+        if not _is_seed(train_split.random_state):
+            return (f"train_split=ValidSplit(cv={cv!r}, random_state="
+                    f"{train_split.random_state!r}) draws a random validation set that cannot be "
+                    "reproduced after fit")
+        return None
+    if hasattr(cv, "split"):
+        shuffles = getattr(cv, "shuffle", None)
+        random = shuffles if shuffles is not None else hasattr(cv, "random_state")
+        if random and not _is_seed(getattr(cv, "random_state", None)):
+            return (f"train_split=ValidSplit(cv={cv!r}) shuffles without a fixed integer "
+                    "random_state, so the rows the net trained on cannot be reproduced")
+    elif cv is not None and not isinstance(cv, numbers.Integral):
+        if iter(cv) is cv:
+            return ("train_split=ValidSplit(cv=<iterator>) is consumed by fit and cannot be "
+                    "replayed")
+    return None
+
+
+_SPLIT_ADVICE = ("The curvature must be built on exactly the rows the net trained on. Pass "
+                 "train_split=None (recommended; validate outside the net), or a ValidSplit with "
+                 "an integer cv or an integer random_state.")
+
+
+class TorchBackend(BaseBackend):
+    """SSSE backend for a fitted skorch :class:`~skorch.NeuralNetClassifier`.
+
+    Parameters
+    ----------
+    estimator : skorch.NeuralNetClassifier
+        The *fitted* net. Parameters are read from and written into ``estimator.module_`` in place
+        (``p.copy_``), so the optimizer's references stay valid.
+    parameters : None or list of str, default=None
+        Which module parameters form ``theta``. ``None``: every parameter with
+        ``requires_grad=True``. A list of :func:`fnmatch.fnmatch` patterns (e.g. ``["fc2.*"]``,
+        ``["*.bias"]``) matched against ``module.named_parameters()`` names (of the uncompiled
+        module); unmatched parameters are held fixed.
+    dtype : None, "float32", "float64" or torch.dtype, default=None
+        Precision of gradients, curvature and parameter vectors. ``None``: the module's parameter
+        dtype (float32 for a default net). ``"float64"`` evaluates the network in double
+        precision (on copies of the parameters) for more accurate curvature.
+    chunk_size : int, default=256
+        Samples per vectorised gradient evaluation; bounds the memory footprint at about
+        ``chunk_size * q * n_params`` numbers (``q`` = 1, or the number of classes for
+        ``"ggn"``) plus the activations of the chunk.
+
+    Attributes
+    ----------
+    param_names_ : list of str
+        Names of the parameter tensors in ``theta``, in order.
+    param_shapes_ : list of tuple of int
+        Their shapes.
+    n_classes_ : int
+        Number of classes of the fitted net.
+
+    Notes
+    -----
+    Damping (:meth:`default_damping`): torch's ``weight_decay=wd`` adds ``wd * theta`` to the
+    gradient of the mean loss, i.e. the objective is ``mean loss + wd/2 ||theta||^2`` and its
+    Hessian is ``mean H + wd I``: the mean-form damping is ``wd``, read per parameter from the
+    fitted optimizer's ``param_groups`` (so ``optimizer__weight_decay`` and per-group values are
+    honoured). Parameters without weight decay get :attr:`DEFAULT_DAMPING` (``1e-4``) so that the
+    curvature stays invertible. For decoupled decay (``AdamW``) the same value is used as an
+    approximation.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skorch import NeuralNetClassifier
+    >>> from sklearn_ssse._backends._torch import TorchBackend
+    >>> X = np.random.RandomState(0).randn(40, 3).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = NeuralNetClassifier(torch.nn.Linear, module__in_features=3, module__out_features=2,
+    ...                           criterion=torch.nn.CrossEntropyLoss, train_split=None,
+    ...                           max_epochs=2, verbose=0).fit(X, y)
+    >>> backend = TorchBackend(net, parameters=["bias"])
+    >>> backend.param_names_, backend.n_params
+    (['bias'], 2)
+    >>> tuple(backend.per_sample_gradients(X, y).shape)
+    (40, 2)
+    """
+
+    input_dtype = np.float32
+    #: mean-form damping for parameters the optimizer does not decay
+    DEFAULT_DAMPING: float = 1e-4
+
+    def __init__(self, estimator, *, parameters: Sequence[str] | None = None,
+                 dtype: str | torch.dtype | None = None, chunk_size: int = 256):
+        super().__init__(estimator)
+        if isinstance(parameters, str):
+            parameters = [parameters]
+        self.parameters = None if parameters is None else list(parameters)
+        self.chunk_size = int(chunk_size)
+        if self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
+        module = self._module
+        trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+        if self.parameters is None:
+            selected = trainable
+        else:
+            selected = [(n, p) for n, p in trainable
+                        if any(fnmatch.fnmatchcase(n, pat) for pat in self.parameters)]
+            if not selected:
+                names = [n for n, _ in trainable]
+                raise ValueError(f"parameters={self.parameters!r} matches no trainable parameter "
+                                 f"of the module; available: {names}")
+        if not selected:
+            raise ValueError("the module has no trainable parameters")
+        self.param_names_ = [n for n, _ in selected]
+        self.param_shapes_ = [tuple(p.shape) for _, p in selected]
+        sizes = [p.numel() for _, p in selected]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self._slices = [slice(int(a), int(b)) for a, b in zip(offsets[:-1], offsets[1:])]
+        if dtype is None:
+            self.dtype = selected[0][1].dtype
+        elif isinstance(dtype, torch.dtype):
+            self.dtype = dtype
+        elif dtype in _DTYPES:
+            self.dtype = _DTYPES[dtype]
+        else:
+            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
+        if not self.dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating point type, got {self.dtype}")
+        self.n_classes_ = len(estimator.classes_)
+        self._nll = issubclass(_criterion_class(estimator.criterion), torch.nn.NLLLoss)
+
+    # ------------------------------------------------------------------ model family
+    @classmethod
+    def supports(cls, estimator) -> bool:
+        """True for skorch :class:`~skorch.NeuralNetClassifier` instances (and subclasses)."""
+        return NeuralNetClassifier is not None and isinstance(estimator, NeuralNetClassifier)
+
+    @classmethod
+    def check_estimator(cls, estimator) -> None:
+        """Refuse nets SSSE cannot unlearn, before they are fitted.
+
+        Raises
+        ------
+        ValueError
+            If the criterion is not the mean categorical negative log-likelihood (``NLLLoss`` on
+            probabilities or ``CrossEntropyLoss`` on logits, without class weights or label
+            smoothing, ``reduction="mean"``), or if ``train_split`` is a random split that cannot
+            be reproduced after fit.
+        """
+        criterion = estimator.criterion
+        crit_cls = _criterion_class(criterion)
+        if crit_cls is None or not issubclass(crit_cls, _LIKELIHOOD_CRITERIA):
+            raise ValueError(
+                f"criterion {getattr(crit_cls, '__name__', crit_cls)!r} is not a categorical "
+                "log-likelihood: SSSE erases samples through gradients of l = -log p(y|x). Use "
+                "criterion=torch.nn.NLLLoss (module outputs probabilities, skorch's default) or "
+                "torch.nn.CrossEntropyLoss (module outputs logits).")
+        kwargs = {}
+        if not isinstance(criterion, type) and not isinstance(criterion, functools.partial):
+            inst = getattr(criterion, "_orig_mod", criterion)
+            kwargs = {"weight": getattr(inst, "weight", None),
+                      "reduction": getattr(inst, "reduction", "mean"),
+                      "label_smoothing": getattr(inst, "label_smoothing", 0.0)}
+        kwargs.update(estimator.get_params_for("criterion")
+                      if hasattr(estimator, "get_params_for") else {})
+        if kwargs.get("weight", None) is not None:
+            raise ValueError("criterion with class weights is a weighted likelihood; SSSE assumes "
+                             "the unweighted mean negative log-likelihood (drop criterion__weight)")
+        if kwargs.get("label_smoothing", 0.0):
+            raise ValueError("criterion with label_smoothing > 0 is not -log p(y|x); SSSE needs "
+                             "label_smoothing=0")
+        if kwargs.get("reduction", "mean") != "mean":
+            raise ValueError(f"criterion reduction={kwargs['reduction']!r} is not supported; use "
+                             "the default reduction='mean' (with optimizer weight_decay)")
+        problem = _split_problem(getattr(estimator, "train_split", None))
+        if problem is not None:
+            raise ValueError(f"{problem}. {_SPLIT_ADVICE}")
+
+    def fit_indices(self, X, y) -> np.ndarray:
+        """Indices of the rows of ``(X, y)`` the net trained on (outside its validation split).
+
+        Parameters
+        ----------
+        X, y : array-like
+            The data passed to ``fit``.
+
+        Returns
+        -------
+        ndarray of int
+            ``arange(n)`` when ``train_split`` is falsy or a ``predefined_split``; otherwise the
+            training indices of the (recomputed, deterministic) internal split.
+
+        Raises
+        ------
+        ValueError
+            If the split is random and cannot be reproduced.
+        """
+        net = self.estimator
+        n = len(y) if y is not None else len(X)
+        ts = getattr(net, "train_split", None)
+        if not ts:
+            return np.arange(n)
+        if isinstance(ts, functools.partial) and ts.func is _make_split:
+            return np.arange(n)  # predefined_split: all of X is training data
+        problem = _split_problem(ts)
+        if problem is not None:
+            raise ValueError(f"{problem}. {_SPLIT_ADVICE}")
+
+        def indices():
+            train, _ = net.get_split_datasets(X, y)
+            if not isinstance(train, torch.utils.data.Subset):
+                if len(train) == n:
+                    return np.arange(n)
+                raise ValueError(f"train_split={ts!r} returns a {type(train).__name__}, not a "
+                                 "Subset of the data; the rows the net trained on are unknown. "
+                                 + _SPLIT_ADVICE)
+            return np.asarray(train.indices, dtype=np.int64)
+
+        first = indices()
+        if not isinstance(ts, ValidSplit) and not np.array_equal(first, indices()):
+            raise ValueError(f"train_split={ts!r} is not deterministic (two calls give different "
+                             "training rows). " + _SPLIT_ADVICE)
+        return np.sort(first)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def _module(self) -> torch.nn.Module:
+        return _unwrap(self.estimator.module_)
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        """Device of the module's (first selected) parameter: follows the net after loading."""
+        return self._named_selected()[0][1].device
+
+    def _named_selected(self) -> list[tuple[str, torch.nn.Parameter]]:
+        params = dict(self._module.named_parameters())
+        try:
+            return [(n, params[n]) for n in self.param_names_]
+        except KeyError as exc:  # pragma: no cover - module replaced by another architecture
+            raise RuntimeError(f"the net's module no longer has parameter {exc}") from None
+
+    @property
+    def n_params(self) -> int:
+        return self._slices[-1].stop
+
+    @property
+    def natural_blocks(self) -> list[slice]:
+        """One slice per parameter tensor (``inverse="block"`` is per tensor by default)."""
+        return list(self._slices)
+
+    def get_parameters(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1).to(self.dtype)
+                          for _, p in self._named_selected()])
+
+    def set_parameters(self, theta: torch.Tensor) -> None:
+        theta = torch.as_tensor(theta)
+        if theta.shape != (self.n_params,):
+            raise ValueError(f"theta has shape {tuple(theta.shape)}, expected ({self.n_params},)")
+        with torch.no_grad():
+            for (_, p), s in zip(self._named_selected(), self._slices):
+                p.copy_(theta[s].view(p.shape).to(dtype=p.dtype, device=p.device))
+
+    def with_parameters(self, theta: torch.Tensor):
+        net = copy.deepcopy(self.estimator)
+        clone = copy.copy(self)
+        clone.estimator = net
+        clone.set_parameters(theta)
+        return net
+
+    def default_damping(self, n_samples: int) -> torch.Tensor:
+        """Mean-form damping: the optimizer's weight decay per parameter (see class Notes)."""
+        decay: dict[int, float] = {}
+        optimizer = getattr(self.estimator, "optimizer_", None)
+        if optimizer is not None and hasattr(optimizer, "param_groups"):
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    decay[id(p)] = float(group.get("weight_decay", 0.0) or 0.0)
+        else:  # not initialised: fall back on the constructor argument
+            wd = float(self.estimator.get_params_for("optimizer").get("weight_decay", 0.0) or 0.0)
+            decay = {id(p): wd for _, p in self._named_selected()}
+        lam = torch.empty(self.n_params, dtype=self.dtype, device=self.device)
+        for (_, p), s in zip(self._named_selected(), self._slices):
+            wd = decay.get(id(p), 0.0)
+            lam[s] = wd if wd > 0 else self.DEFAULT_DAMPING
+        return lam
+
+    # ------------------------------------------------------------------ gradients
+    @contextlib.contextmanager
+    def _eval_mode(self):
+        module = self._module
+        modes = [(m, m.training) for m in module.modules()]
+        module.eval()
+        try:
+            yield module
+        finally:
+            for m, mode in modes:
+                m.training = mode
+
+    def _state(self, module):
+        """Selected parameters (to differentiate) and constants, in the computation dtype."""
+        def cast(t):
+            t = t.detach()
+            return t.to(self.dtype) if t.is_floating_point() and t.dtype != self.dtype else t
+
+        sel = set(self.param_names_)
+        params = {n: cast(p) for n, p in module.named_parameters() if n in sel}
+        const = {n: cast(p) for n, p in module.named_parameters() if n not in sel}
+        const.update({n: cast(b) for n, b in module.named_buffers()})
+        return params, const
+
+    def _log_proba_fn(self, module, const):
+        nll, dtype = self._nll, self.dtype
+
+        def log_proba(params, x):
+            out = functional_call(module, {**const, **params}, (x.unsqueeze(0),))
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            out = out.reshape(-1)
+            if nll:  # skorch: NLLLoss on log(probabilities + eps)
+                return torch.log(out + torch.finfo(out.dtype).eps).to(dtype)
+            return torch.log_softmax(out.to(dtype), dim=-1)
+
+        return log_proba
+
+    def _inputs(self, X, y):
+        X = X if torch.is_tensor(X) else torch.as_tensor(np.asarray(X))
+        if X.is_floating_point():
+            X = X.to(self.dtype)
+        X = X.to(self.device)
+        y = torch.as_tensor(np.asarray(y) if not torch.is_tensor(y) else y)
+        if y.dtype != torch.int64:
+            y = self._encode(y)
+        return X, y.to(self.device)
+
+    def _encode(self, y: torch.Tensor) -> torch.Tensor:
+        """Class labels as int64 positions in ``classes_`` (skorch trains on indices)."""
+        classes = np.asarray(self.estimator.classes_)
+        yy = y.cpu().numpy()
+        if np.issubdtype(yy.dtype, np.integer) and np.array_equal(classes,
+                                                                  np.arange(len(classes))):
+            return torch.as_tensor(yy.astype(np.int64))
+        pos = np.searchsorted(classes, yy)
+        pos = np.clip(pos, 0, len(classes) - 1)
+        if not np.all(classes[pos] == yy):
+            raise ValueError("y contains labels unseen by the net")
+        return torch.as_tensor(pos.astype(np.int64))
+
+    def _flatten(self, tree: dict, lead: int) -> torch.Tensor:
+        return torch.cat([tree[n].reshape(*tree[n].shape[:lead], -1) for n in self.param_names_],
+                         dim=-1)
+
+    def iter_curvature_rows(self, X, y, curvature: str = "empirical_fisher",
+                            chunk_size: int | None = None) -> Iterator[torch.Tensor]:
+        """Like :meth:`curvature_rows`, one chunk of samples at a time.
+
+        Yields tensors of shape ``(chunk, q, n_params)``; only one chunk is held in memory, so
+        callers can stream a Gram matrix over datasets whose rows would not fit.
+        """
+        if curvature not in ("empirical_fisher", "ggn"):
+            raise ValueError(f"unknown curvature {curvature!r}; expected 'empirical_fisher' or "
+                             "'ggn'")
+        chunk = int(chunk_size or self.chunk_size)
+        X, y = self._inputs(X, y)
+        with self._eval_mode() as module:
+            params, const = self._state(module)
+            log_proba = self._log_proba_fn(module, const)
+            if curvature == "empirical_fisher":
+                def nll(p, x, t):
+                    return -log_proba(p, x).gather(0, t.reshape(1))[0]
+
+                fn = vmap(grad(nll), in_dims=(None, 0, 0))
+            else:
+                def neg_log_proba(p, x):
+                    lp = log_proba(p, x)
+                    return -lp, lp.detach()
+
+                fn = vmap(jacrev(neg_log_proba, has_aux=True), in_dims=(None, 0))
+            for a in range(0, X.shape[0], chunk):
+                xb, yb = X[a:a + chunk], y[a:a + chunk]
+                if curvature == "empirical_fisher":
+                    yield self._flatten(fn(params, xb, yb), 1).unsqueeze(1)
+                else:
+                    jac, lp = fn(params, xb)
+                    rows = self._flatten(jac, 2)  # (b, C, d): grad of -log p(c|x)
+                    yield rows * torch.exp(0.5 * lp).unsqueeze(-1)
+
+    def per_sample_gradients(self, X, y) -> torch.Tensor:
+        """Gradients of ``-log p(y_i|x_i)`` w.r.t. ``theta``, shape ``(n, n_params)``."""
+        return self.curvature_rows(X, y, "empirical_fisher")[:, 0]
+
+    def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
+        """Factor rows of the curvature, shape ``(n, q, n_params)``.
+
+        ``"empirical_fisher"``: ``q = 1``, the per-sample gradients. ``"ggn"``: ``q`` = number of
+        classes, rows ``sqrt(p_c) * grad(-log p(c|x))`` whose Gram is the true Fisher
+        ``J^T (diag(p) - p p^T) J`` (= the GGN of a softmax output).
+        """
+        n = len(y)
+        out = None
+        a = 0
+        for rows in self.iter_curvature_rows(X, y, curvature):
+            if out is None:
+                out = torch.empty((n,) + tuple(rows.shape[1:]), dtype=rows.dtype,
+                                  device=rows.device)
+            out[a:a + rows.shape[0]] = rows
+            a += rows.shape[0]
+        if out is None:
+            q = 1 if curvature == "empirical_fisher" else self.n_classes_
+            out = torch.empty((0, q, self.n_params), dtype=self.dtype, device=self.device)
+        return out
