@@ -49,21 +49,39 @@ def _parameters_checksum(theta: torch.Tensor) -> str:
 
 
 def _restore_on_error(method):
-    """Make a method atomic on the estimator's attributes: on any exception the attribute
-    bindings are put back as they were (the method must not mutate attribute values in place,
-    except through code that restores them itself)."""
+    """Make a method atomic: on any exception the attribute bindings are put back as they were,
+    and so are the wrapped model's parameters if the method wrote any (the only state changed
+    in place; every other attribute must be replaced, not mutated)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         saved = dict(self.__dict__)
+        backend = saved.get("backend_")
+        try:
+            theta = backend.get_parameters() if backend is not None else None
+        except Exception:  # unreadable (estimator_ replaced): the method itself will refuse
+            theta = None
         try:
             return method(self, *args, **kwargs)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(saved)
+            if theta is not None:
+                _restore_parameters(backend, theta)
             raise
 
     return wrapper
+
+
+def _restore_parameters(backend, theta: torch.Tensor) -> None:
+    """Write ``theta`` back unless the model still holds exactly it."""
+    try:
+        if _parameters_checksum(backend.get_parameters()) != _parameters_checksum(theta):
+            backend.set_parameters(theta)
+    except BaseException as exc:
+        raise RuntimeError("the call failed and the previous parameters could not be restored: "
+                           "the wrapped model is in an unknown state; refit it or load a saved "
+                           "copy") from exc
 
 
 def _set_diagnostics(estimator, X, y, classes):
@@ -674,27 +692,18 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         classes = getattr(self, "classes_", None)
         before = _set_diagnostics(self.estimator_, X, y, classes)
 
-        # 3. commit the parameters; any failure puts the old ones back
-        try:
-            self.backend_.set_parameters(theta)
-            written = self.backend_.get_parameters()
-            checksum = _parameters_checksum(written)
-            if _parameters_checksum(self._live_parameters()) != checksum:
-                raise RuntimeError("the new parameters did not reach the wrapped estimator "
-                                   "(estimator_ was replaced or refitted outside forget()); "
-                                   "nothing was changed: call fit again")
-            if not bool(torch.isfinite(written).all()):
-                raise FloatingPointError("the updated parameters are not finite; nothing was "
-                                         "changed")
-            after = _set_diagnostics(self.estimator_, X, y, classes)
-        except BaseException:
-            try:
-                self.backend_.set_parameters(theta_old)
-            except BaseException as exc:
-                raise RuntimeError("forget failed and the previous parameters could not be "
-                                   "restored: the wrapped model is in an unknown state; refit it "
-                                   "or load a saved copy") from exc
-            raise
+        # 3. commit the parameters (any failure from here on, or in a temporary write above,
+        # is rolled back by @_restore_on_error, which puts theta_old back)
+        self.backend_.set_parameters(theta)
+        written = self.backend_.get_parameters()
+        checksum = _parameters_checksum(written)
+        if _parameters_checksum(self._live_parameters()) != checksum:
+            raise RuntimeError("the new parameters did not reach the wrapped estimator "
+                               "(estimator_ was replaced or refitted outside forget()); "
+                               "nothing was changed: call fit again")
+        if not bool(torch.isfinite(written).all()):
+            raise FloatingPointError("the updated parameters are not finite; nothing was changed")
+        after = _set_diagnostics(self.estimator_, X, y, classes)
 
         # 4. the record and the bookkeeping (plain assignments, cannot fail halfway)
         norm_old = float(torch.linalg.vector_norm(theta_old))
