@@ -184,8 +184,9 @@ def demo(forget_rate: float = 0.05, C: float = 1.0, epsilon: float = 1.0,
 
     Examples
     --------
-    >>> print(demo(forget_rate=0.02).splitlines()[2])  # doctest: +ELLIPSIS
-    original ...
+    >>> report = demo(forget_rate=0.02)
+    >>> [line.split(" | ")[0].strip() for line in report.splitlines()[4:]]
+    ['original', 'SSSE empirical_fisher, eps=1', 'SSSE ggn, eps=1', 'retrained (reference)']
     """
     if not 0 < forget_rate < 1:
         raise ValueError(f"forget_rate must be in (0, 1), got {forget_rate}")
