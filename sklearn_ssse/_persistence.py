@@ -38,7 +38,9 @@ def to_portable(obj):
         dtype = str(t.dtype).removeprefix("torch.")
         if t.dtype in _NUMPY_FREE_DTYPES:
             t = t.to(_NUMPY_FREE_DTYPES[t.dtype])
-        return {_TENSOR: t.cpu().contiguous().numpy().copy(), "dtype": dtype}
+        # order="K" keeps the memory layout (a transposed factor stays transposed), so that
+        # the loaded operator runs the same BLAS kernels and rounds bit for bit the same
+        return {_TENSOR: t.cpu().resolve_conj().numpy().copy(order="K"), "dtype": dtype}
     if isinstance(obj, _curvature.CurvatureOperator):
         return {_OPERATOR: type(obj).__name__, "state": to_portable(dict(vars(obj)))}
     if isinstance(obj, slice):
