@@ -1,0 +1,299 @@
+"""The command line: ``python -m sklearn_ssse demo|evaluate|bench`` and its helpers."""
+
+import gzip
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_iris, load_wine
+from sklearn.model_selection import train_test_split
+
+from sklearn_ssse._cli import (
+    _build_parser,
+    demo,
+    evaluate,
+    load_data,
+    main,
+    parse_epsilons,
+    plot_evaluation,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _rows(table: str) -> dict:
+    """Parse a text table of the CLI into {first column: [other columns]}."""
+    lines = [ln for ln in table.splitlines() if " | " in ln]
+    out = {}
+    for ln in lines[1:]:
+        cells = [c.strip() for c in ln.split(" | ")]
+        out.setdefault(cells[0], []).append(cells[1:])
+    return out
+
+
+@pytest.fixture(scope="module")
+def wine_csv(tmp_path_factory):
+    """Wine as a CSV with a header and string labels in a named, non-last column."""
+    X, y = load_wine(return_X_y=True)
+    names = np.array(["barolo", "grignolino", "barbera"])[y]
+    path = tmp_path_factory.mktemp("data") / "wine.csv"
+    with open(path, "w") as f:
+        f.write("cultivar," + ",".join(f"f{i}" for i in range(X.shape[1])) + "\n")
+        for label, row in zip(names, X):
+            f.write(label + "," + ",".join(f"{v:.6g}" for v in row) + "\n")
+    return path
+
+
+# ------------------------------------------------------------------------------------ demo
+def test_demo_table_compares_original_ssse_retrained():
+    report = demo(forget_rate=0.05, threads=1)
+    rows = _rows(report)
+    assert list(rows) == ["original", "SSSE empirical_fisher, eps=1", "SSSE ggn, eps=1",
+                          "retrained (reference)"]
+    # columns: log-loss S, acc S, acc test, sim. ratio, param dist, wall time
+    orig, ef, ggn, re = (rows[k][0] for k in rows)
+    assert float(orig[3]) == 1.0 and float(orig[4]) == 1.0
+    assert float(re[3]) == 0.0 and float(re[4]) == 0.0
+    # the GGN (Newton) step lands much closer to the retrained model than the original
+    assert float(ggn[4]) < 0.5
+    assert float(ggn[3]) < 0.5
+    # forgetting raises the loss on S towards the retrained model's
+    assert float(orig[0]) < float(ggn[0]) <= float(re[0]) * 1.1
+    assert "k=68" in report and "x faster" in report
+
+
+def test_demo_command_prints_and_is_fast(capsys):
+    import time
+
+    t0 = time.perf_counter()
+    assert main(["demo", "--forget-rate", "0.02", "--markdown"]) == 0
+    assert time.perf_counter() - t0 < 30
+    out = capsys.readouterr().out
+    assert "| original |" in out and "| retrained (reference) |" in out
+    assert "| --- |" in out
+
+
+def test_demo_rejects_bad_rate():
+    with pytest.raises(ValueError, match="forget_rate"):
+        demo(forget_rate=1.5)
+
+
+# ------------------------------------------------------------------------------------ grid
+def test_parse_epsilons():
+    assert parse_epsilons("2, 0,1,1").tolist() == [0.0, 1.0, 2.0]
+    assert parse_epsilons("linspace:0:1:3").tolist() == [0.0, 0.5, 1.0]
+    np.testing.assert_allclose(parse_epsilons("logspace:-2:0:3"), [0.01, 0.1, 1.0])
+    for bad in ("a,b", "-1,2", "linspace:0:1", "", "nan"):
+        with pytest.raises(ValueError):
+            parse_epsilons(bad)
+
+
+# ------------------------------------------------------------------------------------ data
+def test_load_csv_with_header_named_target_and_string_labels(wine_csv):
+    data = load_data(wine_csv, target="cultivar")
+    assert data.X.shape == (178, 13) and data.X.dtype == np.float64
+    assert set(data.y.tolist()) == {"barolo", "grignolino", "barbera"}
+    assert data.X_test is None and data.name == "wine.csv"
+    X, _ = load_wine(return_X_y=True)
+    np.testing.assert_allclose(data.X, X, rtol=1e-5)
+    # the same column by index; and a subset
+    assert load_data(wine_csv, target="0").y.tolist() == data.y.tolist()
+    sub = load_data(wine_csv, target="cultivar", n_samples=50)
+    assert sub.X.shape == (50, 13) and len(set(sub.y.tolist())) == 3
+
+
+def test_load_csv_without_header_integer_labels(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("0.1,0.2,1\n0.3,0.4,0\n0.5,0.6,1\n")
+    data = load_data(path)
+    assert data.X.tolist() == [[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]
+    assert data.y.tolist() == [1, 0, 1] and data.y.dtype.kind == "i"
+
+
+def test_load_numpy_formats(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    np.savez(tmp_path / "a.npz", X=X[:100], y=y[:100], X_test=X[100:], y_test=y[100:])
+    d = load_data(tmp_path / "a.npz")
+    assert d.X.shape == (100, 4) and d.X_test.shape == (50, 4)
+    assert d.y_test.tolist() == y[100:].tolist()
+    np.save(tmp_path / "b.npy", np.c_[X, y])
+    d = load_data(tmp_path / "b.npy")
+    assert d.X.shape == (150, 4) and d.y.tolist() == y.tolist()
+    np.save(tmp_path / "c.npy", X)
+    np.save(tmp_path / "c_labels.npy", y)
+    d = load_data(tmp_path / "c.npy", labels=tmp_path / "c_labels.npy")
+    assert d.X.shape == (150, 4) and d.y.tolist() == y.tolist()
+
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(s).to_bytes(4, "big") for s in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_load_idx_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 30), ("t10k", 10)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 4, 4)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 3)
+    d = load_data(tmp_path)
+    assert d.X.shape == (30, 16) and d.X_test.shape == (10, 16)
+    assert d.X.max() <= 1.0 and d.y.tolist() == (np.arange(30) % 3).tolist()
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_data(tmp_path / "missing.csv")
+    (tmp_path / "x.parquet").write_text("")
+    with pytest.raises(ValueError, match="unknown format"):
+        load_data(tmp_path / "x.parquet")
+    (tmp_path / "bad.csv").write_text("a,b,y\n1,zz,0\n2,3,1\n")
+    with pytest.raises(ValueError, match="numeric"):
+        load_data(tmp_path / "bad.csv")
+    (tmp_path / "reg.csv").write_text("1,0.5\n2,1.5\n")
+    with pytest.raises(ValueError, match="class labels"):
+        load_data(tmp_path / "reg.csv")
+
+
+# ------------------------------------------------------------------------------------ evaluate
+def test_evaluate_random_removal_finds_the_newton_step():
+    X, y = load_breast_cancer(return_X_y=True)
+    res = evaluate(X, y, forget_rate=0.05, epsilons=[0, 0.5, 1, 1.5], standardize=True, C=0.1,
+                   threads=1)
+    assert res.mode == "rate" and res.metric == "log_loss"
+    assert res.n_train == 426 and res.n_forget == 22
+    # epsilon = 0 is the original model; the GGN step at epsilon = 1 is the Newton step
+    assert res.parameter_distance[0] == pytest.approx(1.0)
+    assert res.similarity_ratio[0] == pytest.approx(1.0)
+    assert res.best_epsilon == 1.0 and res.parameter_distance[2] < 0.2
+    assert res.similarity_ratio[2] < 0.2
+    # ||theta* + eps delta - theta_re|| is a convex function of epsilon
+    d = res.parameter_distance
+    assert d[1] <= (d[0] + d[2]) / 2 + 1e-12 and d[2] <= (d[1] + d[3]) / 2 + 1e-12
+    assert res.reference["retrained"]["parameter_distance"] == 0.0
+    assert set(res.timings) == {"fit_curvature", "retrain", "forget"}
+    assert "SSSE (best)" in res.table and res.markdown.startswith("| model |")
+
+
+def test_evaluate_class_removal_erases_the_class():
+    X, y = load_iris(return_X_y=True)
+    res = evaluate(X, y, forget_class="2", epsilons=[0, 1, 100], threads=1)
+    assert res.mode == "class" and res.metric == "accuracy" and res.forget_class == 2
+    _, _, y_train, _ = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    assert res.n_forget == np.sum(y_train == 2) and res.n_train == len(y_train)
+    assert np.isnan(res.parameter_distance).all()  # the reference has one class less
+    assert res.accuracy_forget[0] > 0.9 and res.accuracy_forget[-1] == 0.0
+    assert res.confusion_distance[0] == pytest.approx(1.0)
+    assert res.reference["retrained"]["accuracy_forget"] == 0.0
+    with pytest.raises(ValueError, match="not a class"):
+        evaluate(X, y, forget_class="7", threads=1)
+
+
+def test_plot_evaluation_writes_png(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    res = evaluate(X, y, forget_rate=0.1, epsilons=[0, 0.01, 0.1, 1, 10], threads=1)
+    fig = plot_evaluation(res, tmp_path / "e.png")
+    assert (tmp_path / "e.png").read_bytes()[:8] == PNG_MAGIC
+    left, right = fig.axes
+    assert left.get_xscale() == "symlog"  # log-spaced grid with 0
+    assert "parameter distance" in right.get_ylabel()
+
+
+def test_evaluate_command_csv(wine_csv, tmp_path, capsys):
+    png = tmp_path / "curves.png"
+    code = main(["evaluate", str(wine_csv), "--target", "cultivar", "--standardize",
+                 "--epsilons", "0,1,2", "--forget-rate", "0.05", "-o", str(png), "-q",
+                 "--threads", "1"])
+    assert code == 0
+    out = capsys.readouterr().out
+    rows = _rows(out)
+    assert list(rows) == ["original", "SSSE", "SSSE (best)", "retrained"]
+    assert rows["SSSE (best)"][0][0] == "1"
+    assert "best epsilon: 1" in out and png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_evaluate_command_class_removal(tmp_path, capsys):
+    X, y = load_iris(return_X_y=True)
+    np.savez(tmp_path / "iris.npz", X=X, y=y)
+    code = main(["evaluate", str(tmp_path / "iris.npz"), "--forget-class", "0",
+                 "--epsilons", "0,10,100", "-o", "", "-q", "--threads", "1", "--markdown"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "forget class 0" in out and "conf. dist" in out and "| retrained |" in out
+    assert "figure written" not in out
+
+
+def test_evaluate_progress_bar_on_stderr(tmp_path, capsys):
+    X, y = load_iris(return_X_y=True)
+    np.savez(tmp_path / "iris.npz", X=X, y=y)
+    assert main(["evaluate", str(tmp_path / "iris.npz"), "--epsilons", "0,1", "-o", "",
+                 "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "fit + ggn curvature" in err and "epsilon grid" in err
+
+
+def test_evaluate_command_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path / "missing.csv")])
+    assert e.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+    np.savez(tmp_path / "iris.npz", X=np.zeros((4, 2)), y=[0, 1, 0, 1])
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path / "iris.npz"), "--epsilons", "x"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit):  # mutually exclusive
+        main(["evaluate", "a.csv", "--forget-rate", "0.1", "--forget-class", "1"])
+
+
+# ------------------------------------------------------------------------------------ help
+@pytest.mark.parametrize("command, expected", [
+    ([], ["demo", "evaluate", "bench"]),
+    (["demo"], ["--forget-rate", "--epsilon", "--C", "--threads"]),
+    (["evaluate"], ["--forget-class", "--epsilons", "--curvature", "--inverse", "--damping",
+                    "--output", "similarity", "membership-inference", "IDX"]),
+    (["bench"], ["--quick", "--only", "--out"]),
+])
+def test_help_explains_options(command, expected, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(command + ["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for word in expected:
+        assert word in text
+
+
+def test_every_option_has_a_help_text():
+    parser = _build_parser()
+    subparsers = parser._subparsers._group_actions[0].choices
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            if action.dest != "help":
+                assert action.help and len(action.help) > 15, (name, action.dest)
+
+
+def test_module_and_console_script_entry_points():
+    proc = subprocess.run([sys.executable, "-m", "sklearn_ssse", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "evaluate" in proc.stdout
+    eps = entry_points(group="console_scripts", name="sklearn-ssse")
+    assert [ep.value for ep in eps] in ([], ["sklearn_ssse._cli:main"])
+
+
+# ------------------------------------------------------------------------------------ bench
+def test_bench_forwards_options(tmp_path, monkeypatch, capsys):
+    (tmp_path / "run_all.py").write_text(
+        "def main(argv=None):\n    print('ARGV', argv)\n    return 0\n")
+    monkeypatch.setenv("SKLEARN_SSSE_BENCHMARKS", str(tmp_path))
+    assert main(["bench", "--quick", "--only", "digits", "torch", "--out", "res"]) == 0
+    out = capsys.readouterr().out
+    assert "ARGV ['--quick', '--out', 'res', '--only', 'digits', 'torch']" in out
+
+
+def test_bench_without_checkout(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SKLEARN_SSSE_BENCHMARKS", str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        main(["bench"])
+    assert e.value.code == 2 and "source checkout" in capsys.readouterr().err
