@@ -435,6 +435,23 @@ def test_unlearnable_forget_and_pickle_round_trip(small, tmp_path, inverse):
     assert buf.tell() > 0
 
 
+def test_from_fitted_skorch_net(small):
+    """Wrapping an already fitted net gives the curvature ``fit`` would build."""
+    X, y = small
+    torch.manual_seed(0)
+    net = make_net(max_epochs=2).fit(X, y)
+    clf = UnlearnableClassifier.from_fitted(net, X, y, inverse="dense", dtype="float64")
+    backend = TorchBackend(net, dtype="float64")
+    G = backend.per_sample_gradients(X, y)
+    op = build_operator("dense", G, len(X), backend.default_damping(len(X)))
+    v = G[:3].sum(0)
+    torch.testing.assert_close(clf.curvature_.solve(v), op.solve(v), rtol=1e-6, atol=1e-8)
+    theta = backend.get_parameters()
+    clf.forget(X[:5], y[:5])
+    torch.testing.assert_close(backend.get_parameters(), theta)  # copy=True: net untouched
+    assert not torch.equal(clf.backend_.get_parameters(), theta)
+
+
 @pytest.mark.parametrize("curvature", ["empirical_fisher", "ggn"])
 def test_update_curvature_removes_the_forgotten_terms(small, curvature):
     """After one forget with update_curvature=True the operator is the curvature of D \\ S."""
