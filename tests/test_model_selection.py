@@ -298,3 +298,20 @@ def test_plot_epsilon_sweep(cancer):
     with pytest.raises(KeyError, match="auc"):
         plot_epsilon_sweep(res, similarity="auc")
     plt.close("all")
+
+
+def test_sweep_and_grid_search_on_a_pipeline():
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), UnlearnableClassifier(LogisticRegression(),
+                                                                 keep_training_data=True))
+    cv = ForgetSplit(n_splits=2, forget_size=0.05, random_state=1)
+    eps = [0.1, 0.5, 2.0]
+    res = epsilon_sweep(pipe, X, y, epsilons=eps, cv=cv)
+    search = GridSearchCV(pipe, {"unlearnableclassifier__epsilon": eps}, cv=cv,
+                          scoring=similarity_ratio_scorer, error_score="raise").fit(X, y)
+    assert res.cv_results["params"][0] == {"unlearnableclassifier__epsilon": 0.1}
+    assert np.array_equal(search.cv_results_["mean_test_score"],
+                          res.cv_results["mean_test_similarity_ratio"])
