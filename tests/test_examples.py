@@ -83,3 +83,29 @@ def test_plot_single_class_removal(tmp_path, capsys):
     # a whole class needs a step well beyond the Newton step, which then erases it
     assert results["ggn"]["best_epsilon"] > 2.0
     assert results["ggn"]["accuracy_forgotten_class_best"] < 0.1
+
+
+DOCS = EXAMPLES.parent / "docs"
+
+
+@pytest.mark.parametrize("page", ["quickstart.rst", "user_guide.rst"])
+def test_docs_code_blocks_run(page, tmp_path, monkeypatch, capsys):
+    """The recipes of the docs are real code: run every python block of a page in order."""
+    import re
+
+    monkeypatch.chdir(tmp_path)  # the GridSearchCV recipe writes a joblib cache folder
+    text = (DOCS / page).read_text()
+    blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", text)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        code = "\n".join(line[3:] for line in block.splitlines())
+        exec(compile(code, str(DOCS / page), "exec"), namespace)
+    out = capsys.readouterr().out
+    if page == "user_guide.rst":
+        # the values quoted in the comments of the recipes
+        assert "{'epsilon': np.float64(1.0)}" in out or "{'epsilon': 1.0}" in out
+        assert "1.0 1\n" in out and "dense 2410" in out and "1287 3" in out
+        assert "refused:" in out
+    else:
+        assert out.startswith("1327 ")
