@@ -26,7 +26,7 @@ test: install
 	$(PY) -m pytest
 
 lint: install
-	$(VENV)/bin/ruff check sklearn_ssse tests benchmarks docs
+	$(VENV)/bin/ruff check sklearn_ssse tests benchmarks docs examples
 
 docs: install
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html

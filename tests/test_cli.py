@@ -1,9 +1,11 @@
 """The command line: ``python -m sklearn_ssse demo|evaluate|bench`` and its helpers."""
 
 import gzip
+import runpy
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,3 +299,35 @@ def test_bench_without_checkout(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench"])
     assert e.value.code == 2 and "source checkout" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ run_all
+RUN_ALL = Path(__file__).resolve().parent.parent / "benchmarks" / "run_all.py"
+
+
+def test_run_all_lists_the_jobs(capsys):
+    module = runpy.run_path(str(RUN_ALL), run_name="run_all")
+    assert module["main"](["--list"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert "figures" in names and "cli_fmnist" in names and "digits" in names
+
+
+def test_run_all_job_report(tmp_path):
+    module = runpy.run_path(str(RUN_ALL), run_name="run_all")
+    Job, run_job, env = module["Job"], module["run_job"], module["_env"](1)
+    table = ("import pathlib; pathlib.Path('f.png').write_bytes(b'x'); "
+             "print('## title\\n| a | b |\\n| --- | --- |\\n| 1 | 2 |')")
+    ok = run_job(Job("fake", "a fake job", [[sys.executable, "-c", table]], cwd=tmp_path),
+                 tmp_path, env, timeout=60)
+    assert ok["status"] == "ok" and ok["figures"] == ["f.png"]
+    assert "### title" in ok["markdown"] and "| 1 | 2 |" in ok["markdown"]
+    assert (tmp_path / "fake.md").read_text().startswith("# a fake job")
+    bad = run_job(Job("bad", "fails", [[sys.executable, "-c", "raise SystemExit(3)"]]),
+                  tmp_path, env, timeout=60)
+    assert bad["status"] == "failed" and "exit code 3" in bad["markdown"]
+    slow = run_job(Job("slow", "hangs", [[sys.executable, "-c", "import time; time.sleep(30)"]]),
+                   tmp_path, env, timeout=1)
+    assert slow["status"] == "timeout"
+    skipped = run_job(Job("none", "missing", [["x"]], needs=[tmp_path / "nope.py"]), tmp_path,
+                      env, timeout=1)
+    assert skipped["status"] == "skipped"

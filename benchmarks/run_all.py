@@ -1,0 +1,254 @@
+"""Run every benchmark and figure, collect them into ``benchmarks/results/README.md``.
+
+One entry point (also ``python -m sklearn_ssse bench``)::
+
+    python benchmarks/run_all.py            # full sizes (tens of minutes)
+    python benchmarks/run_all.py --quick    # small sizes (a few minutes)
+    python benchmarks/run_all.py --only digits figures --out /tmp/results
+    python benchmarks/run_all.py --list
+
+Each job runs in its own subprocess (a crash or the memory of one benchmark does not affect the
+others), with a timeout. A job's standard output is its markdown report (the benchmark scripts
+print markdown tables); it is saved as ``<out>/<job>.md`` and inlined in ``<out>/README.md``
+together with the PNG figures the job wrote into ``<out>``, the machine description and the wall
+time of every job. Jobs whose script does not exist (yet) are reported as skipped.
+
+Jobs:
+
+* ``benchmarks/bench_*.py``: every benchmark script, with the arguments of :data:`ARGS` (full /
+  quick) when it is listed there, else none (``--quick`` is passed in quick mode when the
+  script's ``--help`` offers it; ``--figures DIR`` when it offers that, so that it can write
+  PNGs next to the report);
+* ``figures``: the gallery examples (``examples/plot_*.py``: the paper's Figures 1-3 on digits);
+* ``cli_fmnist``: ``sklearn-ssse evaluate`` on Fashion-MNIST, single-class removal (skipped when
+  the data is not installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DEFAULT_OUT = HERE / "results"
+
+#: arguments of the known benchmark scripts: job name -> (full, quick)
+ARGS: dict[str, tuple[list[str], list[str]]] = {
+    "digits": (["--repeat", "5"], ["--repeat", "2"]),
+    "grid_search": ([], ["--dataset", "cancer"]),
+    "torch_fmnist": (["--threads", "1"],
+                     ["--threads", "1", "--n-train", "5000", "--epochs", "1",
+                      "--woodbury-m", "512", "--block-samples", "1024", "--k", "1", "60"]),
+}
+
+
+@dataclass
+class Job:
+    """One unit of the benchmark run: a command whose stdout is markdown."""
+
+    name: str
+    title: str
+    commands: list[list[str]]
+    needs: list[Path] = field(default_factory=list)
+    cwd: Path = ROOT
+
+    def missing(self) -> list[Path]:
+        return [p for p in self.needs if not p.exists()]
+
+
+def _script_help(script: Path) -> str:
+    try:
+        proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT, env=_env(1))
+        return proc.stdout
+    except (subprocess.SubprocessError, OSError):
+        return ""
+
+
+def discover(quick: bool, out: Path) -> list[Job]:
+    """Every job, benchmark scripts first (sorted by name), then the figures."""
+    jobs = []
+    for script in sorted(HERE.glob("bench_*.py")):
+        name = script.stem.removeprefix("bench_")
+        if name in ARGS:
+            args = list(ARGS[name][1 if quick else 0])
+        else:
+            text = _script_help(script)
+            args = ["--quick"] if quick and "--quick" in text else []
+            if "--figures" in text:
+                args += ["--figures", str(out)]
+        doc = (script.read_text().split('"""')[1].strip().splitlines() or [name])[0]
+        jobs.append(Job(name, doc, [[sys.executable, str(script), *args]], [script]))
+    examples = sorted((ROOT / "examples").glob("plot_*.py"))
+    jobs.append(Job("figures", "Figures 1-3 of the paper on digits (examples/plot_*.py)",
+                    [[sys.executable, str(e), "--output", ".", *(["--quick"] * quick)]
+                     for e in examples], examples, cwd=out))
+    from sklearn_ssse.datasets import FASHION_MNIST_DIR
+
+    data = Path(os.environ.get("SKLEARN_SSSE_FASHION_MNIST", FASHION_MNIST_DIR))
+    jobs.append(Job(
+        "cli_fmnist", "sklearn-ssse evaluate: Fashion-MNIST, forget every training 'Bag' (8)",
+        [[sys.executable, "-m", "sklearn_ssse", "evaluate", str(data), "--markdown", "-q",
+          "--n-samples", "3000" if quick else "10000", "--forget-class", "8",
+          "--threads", "1", "--output", "fmnist_class_removal.png"]],
+        [data / "train-images-idx3-ubyte.gz"], cwd=out))
+    return jobs
+
+
+def _env(threads: int | None) -> dict:
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(
+        os.pathsep)
+    if threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
+    return env
+
+
+def _machine() -> list[str]:
+    import numpy
+    import sklearn
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024 ** 3
+    except (ValueError, OSError, AttributeError):
+        mem = float("nan")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return [f"- machine: {cpu}, {os.cpu_count()} logical CPUs, {mem:.0f} GiB RAM, "
+            f"{platform.system()} {platform.release()}",
+            f"- software: Python {platform.python_version()}, numpy {numpy.__version__}, "
+            f"scikit-learn {sklearn.__version__}, torch {torch.__version__} "
+            f"(CUDA available: {torch.cuda.is_available()})",
+            f"- load average at start (1, 5, 15 min): {load}"]
+
+
+def run_job(job: Job, out: Path, env: dict, timeout: float) -> dict:
+    """Run one job; returns its status, wall time, markdown and the PNGs it wrote."""
+    missing = job.missing()
+    if missing:
+        return {"status": "skipped", "seconds": 0.0, "figures": [],
+                "markdown": f"_skipped: {', '.join(str(p) for p in missing)} not found._"}
+    before = {p: p.stat().st_mtime for p in out.glob("*.png")}
+    start = time.perf_counter()
+    parts, status = [], "ok"
+    for cmd in job.commands:
+        shown = " ".join(shlex.quote(str(Path(c).relative_to(ROOT)) if str(c).startswith(
+            str(ROOT)) else c) for c in cmd[1:])
+        print(f"[run_all] {job.name}: python {shown}", file=sys.stderr, flush=True)
+        try:
+            proc = subprocess.run(cmd, cwd=job.cwd, env=env, capture_output=True, text=True,
+                                  timeout=timeout)
+            text = proc.stdout.strip()
+            if proc.returncode != 0:
+                status = "failed"
+                tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+                text += f"\n\n_failed with exit code {proc.returncode}:_\n\n```\n{tail}\n```"
+        except subprocess.TimeoutExpired as exc:
+            status = "timeout"
+            partial = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout
+            text = (partial or "").strip() + f"\n\n_timed out after {timeout:.0f} s._"
+        parts.append(f"`python {shown}`\n\n{_as_markdown(text)}")
+    seconds = time.perf_counter() - start
+    figures = sorted(p.name for p in out.glob("*.png")
+                     if p not in before or p.stat().st_mtime > before[p])
+    markdown = "\n\n".join(parts)
+    (out / f"{job.name}.md").write_text(f"# {job.title}\n\n{markdown}\n")
+    return {"status": status, "seconds": seconds, "figures": figures, "markdown": markdown}
+
+
+def _as_markdown(text: str) -> str:
+    """Keep markdown as is; wrap plain-text output (no table) in a code block."""
+    lines = text.splitlines()
+    if not lines:
+        return text
+    if any(line.lstrip().startswith("|") for line in lines):
+        # the report's own headings go one level below the job's
+        return "\n".join("#" + line if line.startswith("#") else line for line in lines)
+    return "```\n" + text + "\n```"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    parser.add_argument("--out", default=None,
+                        help=f"results folder (default: {DEFAULT_OUT.relative_to(ROOT)})")
+    parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
+                        help="run only these jobs (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the jobs and exit")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="OMP / OpenBLAS / MKL threads of the jobs (default 1: small "
+                        "problems, and robust on a shared machine; 0 leaves the defaults)")
+    parser.add_argument("--timeout", type=float, default=3600,
+                        help="seconds per command before it is stopped (default 3600)")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out) if args.out else DEFAULT_OUT
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = discover(args.quick, out)
+    if args.list:
+        for job in jobs:
+            state = "missing" if job.missing() else "ready"
+            print(f"{job.name:16s} {state:8s} {job.title}")
+        return 0
+    if args.only:
+        unknown = set(args.only) - {j.name for j in jobs}
+        if unknown:
+            parser.error(f"unknown jobs {sorted(unknown)}; known: {[j.name for j in jobs]}")
+        jobs = [j for j in jobs if j.name in args.only]
+
+    env = _env(args.threads or None)
+    started = dt.datetime.now(dt.timezone.utc)
+    header = _machine()
+    t0 = time.perf_counter()
+    results = {}
+    for job in jobs:
+        results[job.name] = run_job(job, out, env, args.timeout)
+        r = results[job.name]
+        print(f"[run_all] {job.name}: {r['status']} in {r['seconds']:.1f} s",
+              file=sys.stderr, flush=True)
+    total = time.perf_counter() - t0
+
+    mode = "quick (`--quick`)" if args.quick else "full"
+    lines = ["# Benchmark results", "",
+             f"Generated by `python benchmarks/run_all.py{' --quick' if args.quick else ''}` "
+             f"(also `python -m sklearn_ssse bench`) on {started:%Y-%m-%d %H:%M} UTC, {mode} "
+             f"sizes, {args.threads or 'default'} BLAS thread(s) per job; "
+             f"total {total / 60:.1f} min.", "", *header, "",
+             "Wall-clock timings depend on the machine and on what else runs on it (see the "
+             "load average); the quality numbers (distances, ratios, accuracies) do not.", "",
+             "| job | what | status | wall time |", "| --- | --- | --- | --- |"]
+    for job in jobs:
+        r = results[job.name]
+        lines.append(f"| [{job.name}](#{job.name.replace('_', '-')}) | {job.title} | "
+                     f"{r['status']} | {r['seconds']:.0f} s |")
+    for job in jobs:
+        r = results[job.name]
+        lines += ["", f"## {job.name.replace('_', '-')}", "", f"_{job.title}_", "",
+                  r["markdown"]]
+        lines += [f"\n![{fig}]({fig})" for fig in r["figures"]]
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+    print(f"[run_all] wrote {out / 'README.md'} ({total:.0f} s)", file=sys.stderr)
+    return 0 if all(r["status"] in ("ok", "skipped") for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
