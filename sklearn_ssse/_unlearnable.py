@@ -682,9 +682,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.update_curvature:
             rows = self.backend_.curvature_rows(X, y, self.curvature)
             curvature = curvature.downdate(rows.reshape(-1, rows.shape[-1]), k)
-            probe = curvature.solve(g)
-            if not bool(torch.isfinite(probe).all()) or (
-                    float(g @ probe) <= 0 and bool(torch.any(g != 0))):
+            # u^T F'^{-1} u > 0 for a unit vector u (g may be tiny: a normalised probe cannot
+            # underflow to 0); a cheap necessary check of positive definiteness
+            g_norm = torch.linalg.vector_norm(g)
+            u = g / g_norm if bool(g_norm > 0) else torch.ones_like(g)
+            probe = curvature.solve(u)
+            if not bool(torch.isfinite(probe).all()) or not float(u @ probe) > 0:
                 raise FloatingPointError(
                     "the downdated curvature is not finite or not positive definite (were these "
                     "rows in the training set?); nothing was changed. Use update_curvature=False "
