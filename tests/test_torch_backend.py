@@ -210,6 +210,8 @@ def test_ggn_row_of_true_class_is_scaled_gradient(fitted, small):
     p_true = proba[torch.arange(30), torch.as_tensor(y[:30])]
     torch.testing.assert_close(R[torch.arange(30), torch.as_tensor(y[:30])],
                                G * p_true.sqrt()[:, None], rtol=1e-5, atol=1e-7)
+    chunked = TorchBackend(fitted, dtype="float64", chunk_size=13)  # 1 sample per evaluation
+    torch.testing.assert_close(chunked.curvature_rows(X[:30], y[:30], "ggn"), R)
     with pytest.raises(ValueError, match="curvature"):
         backend.curvature_rows(X[:3], y[:3], "hessian")
 

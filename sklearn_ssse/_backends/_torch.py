@@ -144,9 +144,9 @@ class TorchBackend(BaseBackend):
         dtype (float32 for a default net). ``"float64"`` evaluates the network in double
         precision (on copies of the parameters) for more accurate curvature.
     chunk_size : int, default=256
-        Samples per vectorised gradient evaluation; bounds the memory footprint at about
-        ``chunk_size * q * n_params`` numbers (``q`` = 1, or the number of classes for
-        ``"ggn"``) plus the activations of the chunk.
+        Factor rows per vectorised evaluation: ``chunk_size`` samples for the empirical Fisher,
+        ``chunk_size // n_classes`` samples (``n_classes`` rows each) for ``"ggn"``. Bounds the
+        working memory at about ``2 * chunk_size * n_params`` numbers plus the activations.
 
     Attributes
     ----------
@@ -166,6 +166,10 @@ class TorchBackend(BaseBackend):
     honoured). Parameters without weight decay get :attr:`DEFAULT_DAMPING` (``1e-4``) so that the
     curvature stays invertible. For decoupled decay (``AdamW``) the same value is used as an
     approximation.
+
+    Inputs: :class:`~sklearn_ssse.UnlearnableClassifier` validates ``X`` to float32
+    (:attr:`input_dtype`, what skorch modules usually expect); the backend casts floating inputs
+    to :attr:`dtype` for its own evaluations. Labels are the net's class indices (int64).
 
     Examples
     --------
@@ -348,10 +352,24 @@ class TorchBackend(BaseBackend):
         return list(self._slices)
 
     def get_parameters(self) -> torch.Tensor:
+        """A copy of the selected parameters as one flat vector.
+
+        Returns
+        -------
+        theta : torch.Tensor of shape (n_params,)
+            In :attr:`dtype`, on the net's device, tensors in :attr:`param_names_` order.
+        """
         return torch.cat([p.detach().reshape(-1).to(self.dtype)
                           for _, p in self._named_selected()])
 
     def set_parameters(self, theta: torch.Tensor) -> None:
+        """Write ``theta`` into the net's module in place (``p.copy_`` under ``no_grad``).
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (n_params,)
+            New values, cast to each parameter's dtype and device.
+        """
         theta = torch.as_tensor(theta)
         if theta.shape != (self.n_params,):
             raise ValueError(f"theta has shape {tuple(theta.shape)}, expected ({self.n_params},)")
@@ -360,6 +378,18 @@ class TorchBackend(BaseBackend):
                 p.copy_(theta[s].view(p.shape).to(dtype=p.dtype, device=p.device))
 
     def with_parameters(self, theta: torch.Tensor):
+        """A deep copy of the net carrying ``theta``; the original net is untouched.
+
+        Parameters
+        ----------
+        theta : torch.Tensor of shape (n_params,)
+            Parameters in the layout of :meth:`get_parameters`.
+
+        Returns
+        -------
+        net : skorch.NeuralNetClassifier
+            The copy, ready to predict.
+        """
         net = copy.deepcopy(self.estimator)
         clone = copy.copy(self)
         clone.estimator = net
@@ -367,7 +397,18 @@ class TorchBackend(BaseBackend):
         return net
 
     def default_damping(self, n_samples: int) -> torch.Tensor:
-        """Mean-form damping: the optimizer's weight decay per parameter (see class Notes)."""
+        """Mean-form damping: the optimizer's weight decay per parameter (see class Notes).
+
+        Parameters
+        ----------
+        n_samples : int
+            Training samples (unused: weight decay acts on the mean loss).
+
+        Returns
+        -------
+        damping : torch.Tensor of shape (n_params,)
+            Strictly positive.
+        """
         decay: dict[int, float] = {}
         optimizer = getattr(self.estimator, "optimizer_", None)
         if optimizer is not None and hasattr(optimizer, "param_groups"):
@@ -454,11 +495,22 @@ class TorchBackend(BaseBackend):
 
         Yields tensors of shape ``(chunk, q, n_params)``; only one chunk is held in memory, so
         callers can stream a Gram matrix over datasets whose rows would not fit.
+
+        Parameters
+        ----------
+        X, y : array-like or torch.Tensor
+            Samples and their labels.
+        curvature : {"empirical_fisher", "ggn"}, default="empirical_fisher"
+            Which factor rows (see :meth:`curvature_rows`).
+        chunk_size : int, default=None
+            Overrides the backend's ``chunk_size``.
         """
         if curvature not in ("empirical_fisher", "ggn"):
             raise ValueError(f"unknown curvature {curvature!r}; expected 'empirical_fisher' or "
                              "'ggn'")
         chunk = int(chunk_size or self.chunk_size)
+        if curvature == "ggn":
+            chunk = max(1, chunk // self.n_classes_)
         X, y = self._inputs(X, y)
         with self._eval_mode() as module:
             params, const = self._state(module)
@@ -481,10 +533,21 @@ class TorchBackend(BaseBackend):
                 else:
                     jac, lp = fn(params, xb)
                     rows = self._flatten(jac, 2)  # (b, C, d): grad of -log p(c|x)
-                    yield rows * torch.exp(0.5 * lp).unsqueeze(-1)
+                    yield rows.mul_(torch.exp(0.5 * lp).unsqueeze(-1))
 
     def per_sample_gradients(self, X, y) -> torch.Tensor:
-        """Gradients of ``-log p(y_i|x_i)`` w.r.t. ``theta``, shape ``(n, n_params)``."""
+        """Gradients of ``-log p(y_i|x_i)`` with respect to ``theta``.
+
+        Parameters
+        ----------
+        X, y : array-like or torch.Tensor
+            Samples and their labels (class values of the net, usually ``0 .. C-1``).
+
+        Returns
+        -------
+        G : torch.Tensor of shape (n, n_params)
+            Evaluated in eval mode, chunk by chunk, in :attr:`dtype` on the net's device.
+        """
         return self.curvature_rows(X, y, "empirical_fisher")[:, 0]
 
     def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
@@ -493,6 +556,18 @@ class TorchBackend(BaseBackend):
         ``"empirical_fisher"``: ``q = 1``, the per-sample gradients. ``"ggn"``: ``q`` = number of
         classes, rows ``sqrt(p_c) * grad(-log p(c|x))`` whose Gram is the true Fisher
         ``J^T (diag(p) - p p^T) J`` (= the GGN of a softmax output).
+
+        Parameters
+        ----------
+        X, y : array-like or torch.Tensor
+            Samples and their labels.
+        curvature : {"empirical_fisher", "ggn"}
+            Which factor rows.
+
+        Returns
+        -------
+        R : torch.Tensor of shape (n, q, n_params)
+            Factor rows; ``sum_i R[i].T @ R[i]`` is the curvature's data term (sum form).
         """
         n = len(y)
         out = None
