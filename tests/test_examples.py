@@ -88,21 +88,28 @@ def test_plot_single_class_removal(tmp_path, capsys):
 DOCS = EXAMPLES.parent / "docs"
 
 
-@pytest.mark.parametrize("page", ["quickstart.rst", "user_guide.rst"])
+@pytest.mark.parametrize("page", ["quickstart.rst", "user_guide.rst", "../README.md"])
 def test_docs_code_blocks_run(page, tmp_path, monkeypatch, capsys):
     """The recipes of the docs are real code: run every python block of a page in order."""
     import re
 
     monkeypatch.chdir(tmp_path)  # the GridSearchCV recipe writes a joblib cache folder
-    text = (DOCS / page).read_text()
-    blocks = re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", text)
+    path = (DOCS / page).resolve()
+    text = path.read_text()
+    if path.suffix == ".md":
+        blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    else:
+        blocks = ["\n".join(line[3:] for line in block.splitlines()) for block in
+                  re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", text)]
     assert len(blocks) >= 2
     namespace: dict = {}
-    for block in blocks:
-        code = "\n".join(line[3:] for line in block.splitlines())
-        exec(compile(code, str(DOCS / page), "exec"), namespace)
+    for code in blocks:
+        exec(compile(code, str(path), "exec"), namespace)
     out = capsys.readouterr().out
-    if page == "user_guide.rst":
+    if path.suffix == ".md":
+        assert namespace["clf"].n_samples_ == 1327
+        assert namespace["search"].best_params_ == {"epsilon": 1.0}
+    elif page == "user_guide.rst":
         # the values quoted in the comments of the recipes
         assert "{'epsilon': np.float64(1.0)}" in out or "{'epsilon': 1.0}" in out
         assert "1.0 1\n" in out and "dense 2410" in out and "1287 3" in out
