@@ -37,6 +37,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_OUT = HERE / "results"
@@ -152,7 +154,7 @@ def run_job(job: Job, out: Path, env: dict, timeout: float) -> dict:
     for cmd in job.commands:
         shown = " ".join(shlex.quote(str(Path(c).relative_to(ROOT)) if str(c).startswith(
             str(ROOT)) else c) for c in cmd[1:])
-        print(f"[run_all] {job.name}: python {shown}", file=sys.stderr, flush=True)
+        tqdm.write(f"[run_all] {job.name}: python {shown}", file=sys.stderr)
         try:
             proc = subprocess.run(cmd, cwd=job.cwd, env=env, capture_output=True, text=True,
                                   timeout=timeout)
@@ -220,11 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     header = _machine()
     t0 = time.perf_counter()
     results = {}
-    for job in jobs:
+    bar = tqdm(jobs, desc="benchmarks", unit="job", file=sys.stderr)
+    for job in bar:
+        bar.set_description(f"benchmarks: {job.name}")
         results[job.name] = run_job(job, out, env, args.timeout)
         r = results[job.name]
-        print(f"[run_all] {job.name}: {r['status']} in {r['seconds']:.1f} s",
-              file=sys.stderr, flush=True)
+        bar.write(f"[run_all] {job.name}: {r['status']} in {r['seconds']:.1f} s",
+                  file=sys.stderr)
     total = time.perf_counter() - t0
 
     mode = "quick (`--quick`)" if args.quick else "full"
