@@ -14,6 +14,14 @@ i.e. class ``c`` owns the contiguous slice ``[w_c, b_c]`` (the intercept is left
   (their Gram is ``(diag(p) - p p^T) (x) x x^T``);
 * sigmoid (binary, or each one-vs-rest class): ``g = (sigma - t) [x, 1]``; GGN factor
   ``sqrt(sigma (1 - sigma)) [x, 1]``.
+
+Both curvatures are sums of Kronecker products ``sum_i A_i (x) xa_i xa_i^T`` with a small
+``C x C`` output matrix ``A_i`` (``r r^T`` with ``r = p - e_y`` for the empirical Fisher,
+``diag(p) - p p^T`` for the softmax GGN, ``diag(sigma (1 - sigma))`` for sigmoids).
+:meth:`LinearBackend.curvature_gram` uses that closed form: block ``(c, c')`` of the Gram matrix
+is one weighted product ``Xa^T diag(A_{:, c, c'}) Xa``, which costs ``C (C + 1) / 2`` GEMMs of the
+feature dimension instead of a GEMM over ``n C`` factor rows of length ``C (p + 1)`` (about 20x
+fewer flops for a dense 10-class model, 10x for its per-class blocks).
 """
 
 from __future__ import annotations
@@ -142,6 +150,46 @@ class _SingleLinear:
         D *= np.sqrt(P)[:, :, None]
         return (D[:, :, :, None] * Xa[:, None, None, :]).reshape(n, C, -1)
 
+    def output_weights(self, X, y, curvature: str):
+        """``(Xa, A)``: the curvature's data term is ``sum_i A[i] (x) Xa[i] Xa[i]^T``.
+
+        ``A`` has shape ``(n, rows, rows)`` in the layout of the class rows of the parameters.
+        """
+        Xa = self._augment(X)
+        if curvature == "empirical_fisher":
+            r = self._probs(Xa) - self._targets(y)
+            return Xa, r[:, :, None] * r[:, None, :]
+        P = self._probs(Xa)
+        if self.softmax:
+            A = -P[:, :, None] * P[:, None, :]
+            idx = np.arange(self.n_rows)
+            A[:, idx, idx] += P
+            return Xa, A
+        A = np.zeros((len(X), self.n_rows, self.n_rows))
+        idx = np.arange(self.n_rows)
+        A[:, idx, idx] = P * (1.0 - P)  # independent sigmoids: no cross terms
+        return Xa, A
+
+    def gram(self, Xt: torch.Tensor, At: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """Block ``[lo:hi, lo:hi]`` (local to this output) of the curvature's data-term Gram,
+        from ``(Xa, A)`` of :meth:`output_weights` as tensors."""
+        p1 = self.p1
+        G = torch.zeros((hi - lo, hi - lo), dtype=torch.float64)
+        spans = []  # (class row, local columns of the row, columns in G)
+        for r in range(lo // p1, (hi - 1) // p1 + 1):
+            a, b = max(lo, r * p1), min(hi, (r + 1) * p1)
+            spans.append((r, slice(a - r * p1, b - r * p1), slice(a - lo, b - lo)))
+        for i, (r, cols, out) in enumerate(spans):
+            for r2, cols2, out2 in spans[i:]:
+                w = At[:, r, r2]
+                if not bool(w.any()):
+                    continue
+                block = (Xt[:, cols] * w[:, None]).T @ Xt[:, cols2]
+                G[out, out2] = block
+                if r2 != r:
+                    G[out2, out] = block.T
+        return G
+
     def damping(self, n: int) -> np.ndarray:
         """Mean-form Hessian of the penalty: the model's own objective."""
         est = self.est
@@ -269,6 +317,44 @@ class LinearBackend(BaseBackend):
         q = max(r.shape[1] for r in rows)  # outputs are independent blocks: pad factor counts
         rows = [np.pad(r, ((0, 0), (0, q - r.shape[1]), (0, 0))) for r in rows]
         return torch.from_numpy(np.concatenate(rows, axis=2))
+
+    def curvature_gram(self, X, y, curvature: str, slices) -> list[torch.Tensor] | None:
+        """Closed-form Gram matrices of the curvature's data term, one per slice.
+
+        ``curvature_gram(X, y, c, slices)[j]`` equals ``R[:, s_j]^T R[:, s_j]`` for the factor
+        rows ``R = curvature_rows(X, y, c).reshape(-1, n_params)`` of the same samples, computed
+        from the Kronecker structure (see the module docstring) without forming the rows.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, n_features)
+            Samples.
+        y : ndarray of shape (n,) or (n, n_outputs)
+            Their labels.
+        curvature : {"empirical_fisher", "ggn"}
+            Which curvature.
+        slices : list of slice
+            Parameter ranges, each inside one output's parameters.
+
+        Returns
+        -------
+        list of Tensor or None
+            ``None`` when a slice spans two outputs (use the rows instead).
+        """
+        if curvature not in ("empirical_fisher", "ggn"):
+            raise ValueError(f"unknown curvature {curvature!r}")
+        located = []
+        for s in slices:
+            j = int(np.searchsorted(self.offsets, s.start, side="right")) - 1
+            if s.stop > self.offsets[j + 1]:
+                return None
+            located.append((j, s.start - int(self.offsets[j]), s.stop - int(self.offsets[j])))
+        cols = self._columns(y)
+        weights = {}
+        for j in {j for j, _, _ in located}:
+            Xa, A = self.parts[j].output_weights(X, cols[j], curvature)
+            weights[j] = torch.from_numpy(np.ascontiguousarray(Xa)), torch.from_numpy(A)
+        return [self.parts[j].gram(*weights[j], lo, hi) for j, lo, hi in located]
 
     def default_damping(self, n_samples: int) -> torch.Tensor:
         return torch.from_numpy(np.concatenate([p.damping(n_samples) for p in self.parts]))
