@@ -7,6 +7,7 @@ import hashlib
 import math
 import time
 import warnings
+from copy import deepcopy
 from datetime import datetime, timezone
 from numbers import Integral, Real
 
@@ -21,9 +22,17 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from ._backends import BACKENDS, select_backend
-from ._curvature import build_operator
 from ._hashing import multiset, multiset_remove, new_salt, row_digests
 from ._persistence import from_portable, to_portable
+from ._streaming import (
+    accumulate_curvature,
+    array_chunks,
+    downdate_curvature,
+    is_dask,
+    iter_data,
+    parameters_at,
+    validated_chunks,
+)
 
 #: largest curvature block (parameters) that ``inverse="auto"`` inverts densely
 AUTO_DENSE_MAX = 4096
@@ -156,32 +165,47 @@ def _floor_damping(damping: torch.Tensor, kind: str) -> torch.Tensor:
     return torch.where(damping > 0, damping, floor)
 
 
-def _row_chunks(backend, X, y, idx, config, rng):
-    """Yield scaled factor rows (r, d) for the curvature of the samples ``idx``.
+def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
+    """Inverse curvature of the backend's fitted model, in one pass over a stream of training
+    chunks (shared by ``fit`` and ``from_fitted``; see :mod:`sklearn_ssse._streaming`)."""
+    kind = _resolve_inverse(config["inverse"], backend)
+    d = backend.n_params
 
-    Mini-batch Fisher (``fisher_batch_size = b``): each row is ``sqrt(b)`` times the mean factor of
-    ``b`` samples (the paper's averaged gradients, scaled so that the data term stays a per-sample
-    average).  Sub-sampling (``m`` of ``n`` samples) scales the rows by ``sqrt(n / m)``.
-    """
-    b = config["fisher_batch_size"]
+    def damping(n):
+        if config["damping"] == "auto":
+            lam = backend.default_damping(n).to(dtype=backend.dtype, device=backend.device)
+        else:
+            lam = torch.full((d,), float(config["damping"]), dtype=backend.dtype,
+                             device=backend.device)
+        return _floor_damping(lam, kind)
+
+    damping(n_known or 1)  # a missing damping fails before the data is read
+    max_samples = config["fisher_max_samples"]
+    if max_samples is None and kind == "woodbury":
+        max_samples = WOODBURY_DEFAULT_SAMPLES
+    if max_samples is not None and n_known is not None and max_samples >= n_known:
+        max_samples = None  # every sample is used: nothing to draw
+    blocks = backend.blocks
+    if kind == "block" and config["block_size"] is None:
+        blocks = backend.natural_blocks or blocks  # e.g. one block per layer / class
+    state = accumulate_curvature(
+        backend, chunks, kind=kind, curvature=config["curvature"], damping=damping,
+        blocks=blocks, block_size=config["block_size"] if kind == "block" else None,
+        fisher_batch_size=config["fisher_batch_size"], fisher_max_samples=max_samples,
+        chunk_size=config["chunk_size"], random_state=rng)
+    state["inverse"] = kind
+    return state
+
+
+def _memory_chunks(X, y, idx, config, rng):
+    """In-memory training rows ``idx`` as a stream of chunks; in a random order (drawn from
+    ``rng``) when the curvature uses mini-batches."""
     idx = np.asarray(idx)
-    if b > 1:
+    if config["fisher_batch_size"] > 1:
         idx = rng.permutation(idx)
-    step = max(b, config["chunk_size"] // b * b)
-    for start in range(0, len(idx), step):
-        part = idx[start: start + step]
-        R = backend.curvature_rows(X[part], y[part], config["curvature"])  # (c, q, d)
-        if b > 1:
-            c = R.shape[0]
-            sizes = torch.full((math.ceil(c / b),), b, dtype=R.dtype, device=R.device)
-            if c % b:
-                sizes[-1] = c % b
-            group = torch.repeat_interleave(torch.arange(len(sizes), device=R.device),
-                                            sizes.long())
-            sums = torch.zeros((len(sizes),) + R.shape[1:], dtype=R.dtype, device=R.device)
-            sums.index_add_(0, group, R)
-            R = sums / sizes.sqrt()[:, None, None]  # sqrt(b) * mean = sum / sqrt(b)
-        yield R.reshape(-1, R.shape[-1])
+    elif np.array_equal(idx, np.arange(len(X))):
+        idx = None  # plain slices, no copies
+    return array_chunks(X, y, config["chunk_size"], idx)
 
 
 def _fit_and_build(estimator, X, y, fit_params, config):
@@ -194,32 +218,11 @@ def _fit_and_build(estimator, X, y, fit_params, config):
     backend = backend_cls(est, parameters=config["parameters"], dtype=config["dtype"])
     fit_idx = np.asarray(backend.fit_indices(X, y)) if hasattr(backend, "fit_indices") \
         else np.arange(len(X))
-    n = len(fit_idx)
-    d = backend.n_params
-    if config["damping"] == "auto":
-        damping = backend.default_damping(n).to(dtype=backend.dtype, device=backend.device)
-    else:
-        damping = torch.full((d,), float(config["damping"]), dtype=backend.dtype,
-                             device=backend.device)
-    kind = _resolve_inverse(config["inverse"], backend)
-    damping = _floor_damping(damping, kind)
     rng = check_random_state(config["random_state"])
-    sample = fit_idx
-    max_samples = config["fisher_max_samples"]
-    if max_samples is None and kind == "woodbury":
-        max_samples = WOODBURY_DEFAULT_SAMPLES
-    if max_samples is not None and max_samples < n:
-        sample = np.sort(rng.choice(fit_idx, size=max_samples, replace=False))
-    scale = math.sqrt(n / len(sample))
-    chunks = (R * scale if scale != 1.0 else R
-              for R in _row_chunks(backend, X, y, sample, config, rng))
-    blocks = backend.blocks
-    if kind == "block" and config["block_size"] is None:
-        blocks = backend.natural_blocks or blocks  # e.g. one block per layer / class
-    op = build_operator(kind, chunks, n, damping, blocks=blocks,
-                        block_size=config["block_size"] if kind == "block" else None)
-    return {"estimator": est, "curvature": op, "damping": damping, "n": n, "inverse": kind,
-            "fit_indices": fit_idx}
+    state = _build_state(backend, _memory_chunks(X, y, fit_idx, config, rng), config, rng,
+                         n_known=len(fit_idx))
+    state.update(estimator=est, fit_indices=fit_idx)
+    return state
 
 
 class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -456,8 +459,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             The fitted meta-estimator.
         """
         self._validate_params()
-        if not math.isfinite(self.epsilon):
-            raise ValueError(f"epsilon must be finite, got {self.epsilon}")
+        self._check_options()
         backend_cls = self._backend_class()
         if "sample_weight" in fit_params:
             raise TypeError("sample_weight is not supported: SSSE's curvature and step "
@@ -468,6 +470,22 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.memory is not None:
             fit = check_memory(self.memory).cache(_fit_and_build)
         state = fit(self.estimator, X, y, fit_params, self._config())
+        return self._set_fitted_state(state, backend_cls, X, y)
+
+    def _check_options(self) -> None:
+        """Checks of the parameters beyond ``_parameter_constraints`` (fit and from_fitted)."""
+        if not math.isfinite(self.epsilon):
+            raise ValueError(f"epsilon must be finite, got {self.epsilon}")
+        if self.update_curvature and self.fisher_batch_size > 1:
+            raise ValueError("update_curvature=True needs fisher_batch_size=1: a mini-batch "
+                             "curvature term mixes an erased sample with others, so its terms "
+                             "cannot be removed exactly")
+
+    def _set_fitted_state(self, state, backend_cls, X=None, y=None, digests=None):
+        """Set the fitted attributes from a built state (shared by fit and from_fitted).
+
+        ``digests`` (``(salt, row digests)``) replaces hashing ``X`` for ``track_samples``.
+        """
         self.estimator_ = state["estimator"]
         self._backend_kwargs = {"parameters": self.parameters, "dtype": self.dtype}
         self.backend_ = backend_cls(self.estimator_, **self._backend_kwargs)
@@ -475,6 +493,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.damping_ = state["damping"]
         self.inverse_ = state["inverse"]
         self.n_samples_fit_ = self.n_samples_ = int(state["n"])
+        self.n_curvature_samples_ = int(state.get("n_curvature_samples", state["n"]))
+        self._curvature_sample = state.get("sample")
         self.theta_fit_ = self.backend_.get_parameters()
         self._theta = self.theta_fit_.clone()
         self.erasure_log_ = []
@@ -487,11 +507,118 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         for attr in ("sample_salt_", "sample_digests_", "sample_digest_counts_"):
             self.__dict__.pop(attr, None)  # from an earlier fit with track_samples=True
         if self.track_samples:
-            idx = np.asarray(state.get("fit_indices", np.arange(len(X))))
-            self.sample_salt_ = new_salt()
-            self.sample_digests_, self.sample_digest_counts_ = multiset(
-                row_digests(X[idx], self._label_codes(y[idx]), salt=self.sample_salt_))
+            if digests is None:
+                idx = np.asarray(state.get("fit_indices", np.arange(len(X))))
+                salt = new_salt()
+                digests = salt, row_digests(X[idx], self._label_codes(y[idx]), salt=salt)
+            self.sample_salt_ = digests[0]
+            self.sample_digests_, self.sample_digest_counts_ = multiset(digests[1])
         return self
+
+    @classmethod
+    def from_fitted(cls, estimator, X, y=None, *, copy: bool = True, **params
+                    ) -> UnlearnableClassifier:
+        """Wrap an already fitted classifier, building its curvature from its training data.
+
+        Nothing is trained: the curvature is accumulated at the estimator's parameters in one
+        pass over the data, chunk by chunk with bounded memory, so the training set may be
+        larger than memory. It can be given in memory (``X, y``), as dask arrays (read one row
+        block at a time), or as an iterable of ``(X_chunk, y_chunk)`` pairs (``y=None``), e.g. a
+        generator reading files; chunks are never concatenated.  Memory: one Gram matrix per
+        curvature block for ``inverse="dense"`` / ``"block"``, ``fisher_max_samples`` raw rows
+        for the sub-sampled inverses, plus ``chunk_size`` samples' factors.  The result equals
+        ``fit`` on the same rows (to rounding) for every option; with ``fisher_batch_size > 1``
+        a stream keeps its own order (see :mod:`sklearn_ssse._streaming`).
+
+        Parameters
+        ----------
+        estimator : fitted estimator
+            A fitted classifier of a supported family (see the class docstring), trained on the
+            data passed here (the model should be at an optimum of its objective on it).
+        X : array-like of shape (n_samples, n_features), dask array, or iterable
+            The training features, or (with ``y=None``) an iterable of ``(X_chunk, y_chunk)``.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), or dask array, \
+                default=None
+            The training labels; ``None`` when ``X`` is an iterable of chunks.
+        copy : bool, default=True
+            Work on a deep copy of ``estimator`` (``forget`` then leaves the original alone);
+            ``False`` updates ``estimator`` itself in place.
+        **params
+            Constructor parameters of :class:`UnlearnableClassifier` (``curvature``,
+            ``inverse``, ``fisher_max_samples``, ``chunk_size``, ...). ``memory`` is not used.
+
+        Returns
+        -------
+        UnlearnableClassifier
+            A fitted meta-estimator whose ``estimator_`` is (a copy of) ``estimator``. Calling
+            its ``fit`` would train a fresh clone.
+
+        Raises
+        ------
+        ValueError
+            Bad data (labels the model does not know, wrong feature count, an empty stream) or
+            ``keep_training_data=True`` with streamed data.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> from sklearn_ssse import UnlearnableClassifier
+        >>> X, y = load_iris(return_X_y=True)
+        >>> lr = LogisticRegression(max_iter=1000).fit(X, y)
+        >>> chunks = ((X[i:i + 40], y[i:i + 40]) for i in range(0, len(X), 40))
+        >>> clf = UnlearnableClassifier.from_fitted(lr, chunks, curvature="ggn")
+        >>> clf.n_samples_
+        150
+        >>> clf.forget(X[:5], y[:5]).n_samples_
+        145
+        """
+        self = cls(estimator, **params)
+        self._validate_params()
+        self._check_options()
+        backend_cls = self._backend_class()
+        check_is_fitted(estimator)
+        est = deepcopy(estimator) if copy else estimator
+        backend = backend_cls(est, parameters=self.parameters, dtype=self.dtype)
+        config = self._config()
+        rng = check_random_state(self.random_state)
+        classes = getattr(est, "classes_", None)
+        if classes is not None:
+            self.classes_ = classes  # label codes for the row digests
+        n_features = getattr(est, "n_features_in_", None)
+        check = functools.partial(validated_chunks, dtype=backend_cls.input_dtype,
+                                  multi_output=_is_multi_output(estimator), classes=classes,
+                                  n_features=n_features)
+        digests = None
+        if y is not None and not (is_dask(X) or is_dask(y)):
+            X, y = self._validate_Xy(X, y, reset=True)
+            check_classification_targets(y)
+            for _ in check([(X, y)]):  # feature count and labels against the fitted model
+                pass
+            chunks = _memory_chunks(X, y, np.arange(len(X)), config, rng)
+            state = _build_state(backend, chunks, config, rng, n_known=len(X))
+            state["fit_indices"] = np.arange(len(X))
+        else:
+            if self.keep_training_data:
+                raise ValueError("keep_training_data=True needs the training data in memory; "
+                                 "pass X and y as arrays (or use track_samples=True)")
+            info = {}
+            chunks = check(iter_data(X, y), info=info)
+            if self.track_samples:
+                salt, parts = new_salt(), []
+
+                def tap(stream):
+                    for Xc, yc in stream:
+                        parts.append(row_digests(Xc, self._label_codes(yc), salt=salt))
+                        yield Xc, yc
+
+                chunks = tap(chunks)
+            state = _build_state(backend, chunks, config, rng)
+            self.n_features_in_ = info["n_features"]
+            if self.track_samples:
+                digests = salt, np.concatenate(parts)
+        state["estimator"] = est
+        return self._set_fitted_state(state, backend_cls, X, y, digests=digests)
 
     # ------------------------------------------------------------------------------ unlearning
     def _live_parameters(self) -> torch.Tensor:
@@ -679,9 +806,13 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if not bool(torch.isfinite(theta).all()):
             raise FloatingPointError("the erasure step is not finite; nothing was changed")
         curvature = self.curvature_
+        curvature_sample = getattr(self, "_curvature_sample", None)
         if self.update_curvature:
-            rows = self.backend_.curvature_rows(X, y, self.curvature)
-            curvature = curvature.downdate(rows.reshape(-1, rows.shape[-1]), k)
+            # remove the very terms that were added: the factors at the fit parameters
+            with parameters_at(self.backend_, self.theta_fit_):
+                curvature, curvature_sample = downdate_curvature(
+                    curvature, curvature_sample, self.backend_, X, y,
+                    curvature=self.curvature, chunk_size=self.chunk_size)
             # u^T F'^{-1} u > 0 for a unit vector u (g may be tiny: a normalised probe cannot
             # underflow to 0); a cheap necessary check of positive definiteness
             g_norm = torch.linalg.vector_norm(g)
@@ -734,6 +865,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self._theta = written
         self.parameters_checksum_ = checksum
         self.curvature_ = curvature
+        self._curvature_sample = curvature_sample
         self.n_samples_ = self.n_samples_ - k
         if rows_kept is not None:
             mask = self.fit_mask_.copy()

@@ -1,0 +1,434 @@
+"""Curvature from a stream of training chunks, and its downdate after a deletion.
+
+The curvature's data term is a sum over samples, so it can be accumulated chunk by chunk with
+bounded memory: the training data may be a numpy array, a dask array (read block by block) or any
+iterable of ``(X, y)`` chunks, and is never concatenated.  One pass suffices for every option:
+
+* ``inverse="dense"`` / ``"block"`` keep one Gram matrix per block (``O(d^2)``); the linear
+  backend's closed-form :meth:`~sklearn_ssse._backends.LinearBackend.curvature_gram` replaces the
+  factor rows when mini-batches are off (``fisher_batch_size=1``);
+* ``fisher_max_samples=m`` draws a uniform random subset of ``m`` samples in one pass without
+  knowing ``n`` (bottom-``m`` of one uniform key per sample, keeping ``O(m)`` raw rows); the
+  sampled terms are weighted by ``n / m``;
+* ``fisher_batch_size=b`` groups ``b`` consecutive samples of the stream (incomplete groups are
+  carried across chunk boundaries; only the last group of the stream can be smaller).
+
+Chunks are re-cut to ``chunk_size`` rows before anything is computed, and the random keys are
+drawn in stream order, so the result does not depend on how the stream is chunked: an iterable
+of chunks gives the same operator (to rounding, usually bit for bit) as the same rows in memory.
+In memory (``fit``, or :meth:`~sklearn_ssse.UnlearnableClassifier.from_fitted` with arrays) and
+with ``fisher_batch_size > 1`` the rows are first put in a random order
+(``random_state.permutation``); a stream is used in its own order, so shuffle it if it is sorted.
+
+Random draws, in this order: the permutation (in memory, ``b > 1`` only), then one
+``random_state.random_sample`` key per sample, chunk by chunk (``m`` given only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from sklearn.utils import check_array, check_random_state
+
+from ._curvature import REFACTOR_RATIO, CurvatureOperator, OperatorBuilder
+from ._hashing import multiset, multiset_remove, new_salt, row_digests
+
+__all__ = ["accumulate_curvature", "array_chunks", "downdate_curvature", "is_dask",
+           "iter_data", "parameters_at", "rebuffer", "validated_chunks"]
+
+#: use the backend's closed-form Gram matrices when it has them (tests switch it off to compare)
+USE_GRAM_HOOK = True
+
+
+def is_dask(a) -> bool:
+    """Whether ``a`` is a dask collection (checked without importing dask)."""
+    return type(a).__module__.split(".")[0] == "dask" and hasattr(a, "compute")
+
+
+def _dask_chunks(X, y) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Row blocks of a dask ``X`` (and the matching rows of ``y``), computed one at a time."""
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got a dask array of shape {X.shape}")
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})  # whole rows per block
+    rows = X.chunks[0]
+    if is_dask(y):
+        if y.shape[0] != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+        y = y.rechunk({0: rows} if y.ndim == 1 else {0: rows, 1: -1})
+    else:
+        y = np.asarray(y)
+        if len(y) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)}")
+    start = 0
+    for i, size in enumerate(rows):
+        Xb = np.asarray(X.blocks[i].compute())
+        yb = np.asarray(y.blocks[i].compute()) if is_dask(y) else y[start:start + size]
+        start += size
+        yield Xb, yb
+
+
+def iter_data(X, y=None) -> Iterator[tuple]:
+    """The training data as a stream of ``(X, y)`` chunks.
+
+    Parameters
+    ----------
+    X : array-like, dask array, or iterable of (X_chunk, y_chunk)
+        With ``y=None``, an iterable (a list, a generator...) of pairs; otherwise the features.
+    y : array-like or dask array, default=None
+        The labels, when ``X`` holds the features.
+
+    Yields
+    ------
+    X_chunk, y_chunk
+        Unvalidated chunks (see :func:`validated_chunks`).
+    """
+    if y is None:
+        if hasattr(X, "shape") or isinstance(X, (str, bytes)):
+            raise TypeError("X is an array but y is None: pass both, or an iterable of "
+                            "(X, y) chunks as X")
+        for i, item in enumerate(X):
+            try:
+                Xc, yc = item
+            except (TypeError, ValueError):
+                raise TypeError(f"chunk {i} of the training stream is not an (X, y) pair") \
+                    from None
+            yield Xc, yc
+    elif is_dask(X) or is_dask(y):
+        if not is_dask(X):
+            X = np.asarray(X)
+            y = np.asarray(y.compute()) if is_dask(y) else y
+            yield X, y
+            return
+        yield from _dask_chunks(X, y)
+    else:
+        yield X, y
+
+
+def array_chunks(X, y, chunk_size: int, index=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Chunks of in-memory ``X, y``, in the order of ``index`` (default: all rows in order)."""
+    if index is None:
+        for a in range(0, len(X), chunk_size):
+            yield X[a:a + chunk_size], y[a:a + chunk_size]
+        return
+    index = np.asarray(index)
+    for a in range(0, len(index), chunk_size):
+        part = index[a:a + chunk_size]
+        yield X[part], y[part]
+
+
+def validated_chunks(chunks: Iterable, *, dtype, multi_output: bool, classes=None,
+                     n_features: int | None = None, info: dict | None = None) -> Iterator[tuple]:
+    """Check every chunk like ``fit`` checks ``X, y``.
+
+    Parameters
+    ----------
+    chunks : iterable of (X_chunk, y_chunk)
+        The stream.
+    dtype : numpy dtype
+        Features are converted to it (the backend's ``input_dtype``).
+    multi_output : bool
+        Whether ``y`` has one column per output.
+    classes : ndarray or list of ndarray, optional
+        Labels the fitted model knows; a chunk with another label is an error.
+    n_features : int, optional
+        Expected number of features (else that of the first chunk).
+    info : dict, optional
+        Receives ``n_features`` and ``n_samples`` as the stream is read.
+
+    Yields
+    ------
+    X_chunk : ndarray of shape (c, n_features)
+    y_chunk : ndarray of shape (c,) or (c, n_outputs)
+    """
+    info = {} if info is None else info
+    info.setdefault("n_samples", 0)
+    if classes is not None and not isinstance(classes, list):
+        classes = [classes]
+    for i, (Xc, yc) in enumerate(chunks):
+        Xc = check_array(Xc, dtype=dtype, ensure_min_samples=0, input_name="X")
+        yc = np.asarray(yc)
+        if multi_output:
+            if yc.ndim != 2:
+                raise ValueError(f"chunk {i}: the multi-output model needs a 2-D y, got shape "
+                                 f"{yc.shape}")
+        elif yc.ndim == 2 and yc.shape[1] == 1:
+            yc = yc.ravel()
+        elif yc.ndim != 1:
+            raise ValueError(f"chunk {i}: y must be 1-D, got shape {yc.shape}")
+        if len(Xc) != len(yc):
+            raise ValueError(f"chunk {i}: X has {len(Xc)} rows but y has {len(yc)}")
+        if n_features is None:
+            n_features = Xc.shape[1]
+        if Xc.shape[1] != n_features:
+            raise ValueError(f"chunk {i}: X has {Xc.shape[1]} features, expected {n_features}")
+        if classes is not None:
+            cols = yc.reshape(len(yc), -1).T
+            if len(cols) != len(classes):
+                raise ValueError(f"chunk {i}: y has {len(cols)} outputs, the model has "
+                                 f"{len(classes)}")
+            for j, (col, cls) in enumerate(zip(cols, classes)):
+                unseen = np.setdiff1d(col, cls)
+                if unseen.size:
+                    raise ValueError(f"chunk {i}: labels the fitted model does not know (output "
+                                     f"{j}): {unseen.tolist()}")
+        info["n_features"] = n_features
+        info["n_samples"] += len(Xc)
+        if len(Xc):
+            yield Xc, yc
+
+
+def rebuffer(chunks: Iterable, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Re-cut a stream of ``(X, y)`` chunks into chunks of exactly ``size`` rows (the last one
+    shorter), copying only rows that straddle a boundary."""
+    bx, by, have = [], [], 0
+    for Xc, yc in chunks:
+        start, c = 0, len(Xc)
+        while start < c:
+            take = min(size - have, c - start)
+            if have == 0 and take == size:
+                yield Xc[start:start + size], yc[start:start + size]
+            else:
+                bx.append(Xc[start:start + take])
+                by.append(yc[start:start + take])
+                have += take
+                if have == size:
+                    yield np.concatenate(bx), np.concatenate(by)
+                    bx, by, have = [], [], 0
+            start += take
+    if have:
+        yield np.concatenate(bx), np.concatenate(by)
+
+
+class _BottomSample:
+    """Uniform sample of ``m`` rows of a stream of unknown length (one key per row, keep the
+    ``m`` smallest); the result is in stream order.  Memory: at most ``2 m`` rows plus a chunk."""
+
+    def __init__(self, m: int, rng):
+        self.m, self.rng = int(m), rng
+        self.parts: list[tuple] = []  # (keys, positions, X, y)
+        self.size = 0
+        self.seen = 0
+
+    def _compact(self) -> None:
+        keys, pos, X, y = (np.concatenate([p[i] for p in self.parts]) for i in range(4))
+        if len(keys) > self.m:
+            keep = np.sort(np.argpartition(keys, self.m - 1)[: self.m])
+            keys, pos, X, y = keys[keep], pos[keep], X[keep], y[keep]
+        self.parts, self.size = [(keys, pos, X, y)], len(keys)
+
+    def add(self, Xc, yc) -> None:
+        c = len(Xc)
+        keys = self.rng.random_sample(c)
+        pos = np.arange(self.seen, self.seen + c)
+        self.seen += c
+        # own the rows: a chunk may be a view of the caller's (reused) buffer
+        self.parts.append((keys, pos, np.array(Xc, copy=True), np.array(yc, copy=True)))
+        self.size += c
+        if self.size > 2 * self.m:
+            self._compact()
+
+    def result(self):
+        self._compact()
+        keys, pos, X, y = self.parts[0]
+        order = np.argsort(pos, kind="stable")
+        return X[order], y[order]
+
+
+class _MiniBatcher:
+    """Groups ``b`` consecutive samples' factor rows into ``sum / sqrt(b)`` (``sqrt(b)`` times the
+    mean, the paper's mini-batch Fisher term), carrying incomplete groups across chunks."""
+
+    def __init__(self, b: int):
+        self.b = int(b)
+        self.carry = None
+
+    def push(self, R: torch.Tensor) -> torch.Tensor | None:
+        if self.carry is not None:
+            R = torch.cat([self.carry, R])
+        full = R.shape[0] // self.b * self.b
+        self.carry = R[full:] if full < R.shape[0] else None
+        if full == 0:
+            return None
+        groups = R[:full].reshape(full // self.b, self.b, *R.shape[1:]).sum(1)
+        return groups / math.sqrt(self.b)
+
+    def flush(self) -> torch.Tensor | None:
+        if self.carry is None:
+            return None
+        R, self.carry = self.carry, None
+        return R.sum(0, keepdim=True) / math.sqrt(R.shape[0])
+
+
+def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str, damping,
+                         blocks=None, block_size=None, fisher_batch_size: int = 1,
+                         fisher_max_samples: int | None = None, chunk_size: int = 512,
+                         random_state=None) -> dict:
+    """Build the inverse-curvature operator of a fitted model in one pass over its data.
+
+    Parameters
+    ----------
+    backend : BaseBackend
+        The fitted model's backend (gradients / curvature factors at its current parameters).
+    chunks : iterable of (X_chunk, y_chunk)
+        Validated training chunks, read once.
+    kind : {"dense", "block", "woodbury", "sherman_morrison"}
+        The resolved inverse.
+    curvature : {"empirical_fisher", "ggn"}
+        Which curvature.
+    damping : callable
+        ``damping(n) -> Tensor`` of shape ``(n_params,)``: the mean-form damping for ``n``
+        samples (known only at the end of the stream).
+    blocks, block_size :
+        As for :class:`~sklearn_ssse._curvature.OperatorBuilder`.
+    fisher_batch_size : int, default=1
+        Samples per mini-batch term.
+    fisher_max_samples : int, default=None
+        Size of the uniform random subset the curvature is built from (``None``: all).
+    chunk_size : int, default=512
+        Samples per computation (bounds the memory of the factor rows).
+    random_state : int, RandomState instance or None, default=None
+        Source of the sample keys.
+
+    Returns
+    -------
+    dict
+        ``curvature`` (the operator), ``damping`` (the tensor used), ``n`` (samples in the
+        stream), ``n_curvature_samples`` (samples the curvature was built from) and ``sample``:
+        ``None`` when every sample was used, else the salted digests of the sampled rows and
+        their weight (``salt``, ``digests``, ``counts``, ``scale``), so that
+        :func:`downdate_curvature` removes exactly the sampled rows that are later forgotten.
+    """
+    rng = check_random_state(random_state)
+    builder = OperatorBuilder(kind, backend.n_params, backend.dtype, backend.device,
+                              blocks=blocks, block_size=block_size)
+    b = int(fisher_batch_size)
+    use_gram = (USE_GRAM_HOOK and b == 1 and builder.accepts_grams
+                and hasattr(backend, "curvature_gram"))
+    batcher = _MiniBatcher(b) if b > 1 else None
+    sampler = _BottomSample(fisher_max_samples, rng) if fisher_max_samples is not None else None
+
+    def feed(Xc, yc):
+        nonlocal use_gram
+        if use_gram:
+            grams = backend.curvature_gram(Xc, yc, curvature, builder.slices)
+            if grams is not None:
+                builder.add_grams(grams)
+                return
+            use_gram = False  # slices the backend cannot do in closed form
+        R = backend.curvature_rows(Xc, yc, curvature)
+        if batcher is not None:
+            R = batcher.push(R)
+        if R is not None:
+            builder.add_rows(R)
+
+    n = 0
+    for Xc, yc in rebuffer(chunks, chunk_size):
+        n += len(Xc)
+        if sampler is not None:
+            sampler.add(Xc, yc)
+        else:
+            feed(Xc, yc)
+    if n == 0:
+        raise ValueError("the training data is empty")
+    n_used, sample = n, None
+    if sampler is not None:
+        Xs, ys = sampler.result()
+        n_used = len(Xs)
+        for a in range(0, n_used, chunk_size):
+            feed(Xs[a:a + chunk_size], ys[a:a + chunk_size])
+        if n_used < n:
+            salt = new_salt()
+            digests, counts = multiset(row_digests(Xs, ys, salt=salt))
+            sample = {"salt": salt, "digests": digests, "counts": counts, "scale": n / n_used}
+    if batcher is not None:
+        R = batcher.flush()
+        if R is not None:
+            builder.add_rows(R)
+    lam = damping(n)
+    op = builder.finalize(n, lam, scale=n / n_used)
+    return {"curvature": op, "damping": lam, "n": n, "n_curvature_samples": n_used,
+            "sample": sample}
+
+
+@contextlib.contextmanager
+def parameters_at(backend, theta: torch.Tensor):
+    """Temporarily give the backend's model the parameters ``theta`` (restored on exit)."""
+    current = backend.get_parameters()
+    if torch.equal(current, theta.to(current)):
+        yield backend
+        return
+    backend.set_parameters(theta)
+    try:
+        yield backend
+    finally:
+        backend.set_parameters(current)
+
+
+def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y, *,
+                       curvature: str, chunk_size: int = 512
+                       ) -> tuple[CurvatureOperator, dict | None]:
+    """Remove the terms of forgotten samples from the curvature (the leave-k-out curvature).
+
+    The factors are computed at the backend's current parameters: call it inside
+    :func:`parameters_at` with the parameters the curvature was built at.
+
+    Parameters
+    ----------
+    op : CurvatureOperator
+        The current operator (not modified).
+    sample : dict or None
+        :func:`accumulate_curvature`'s ``sample``: with a sub-sampled curvature only the
+        forgotten rows that were sampled are removed, with their weight ``n / m`` (an unbiased
+        estimate of the remaining samples' curvature that stays positive definite); ``None``
+        removes every row.
+    backend : BaseBackend
+        The model's backend.
+    X, y : ndarray
+        The ``k`` forgotten samples (validated).
+    curvature : {"empirical_fisher", "ggn"}
+        The curvature the operator holds.
+    chunk_size : int, default=512
+        Samples per computation.
+
+    Returns
+    -------
+    op : CurvatureOperator
+        Averages over ``op.n - k`` samples.
+    sample : dict or None
+        ``sample`` without the removed digests.
+    """
+    k = len(X)
+    scale = 1.0
+    if sample is not None:
+        values, counts, missing = multiset_remove(
+            sample["digests"], sample["counts"], row_digests(X, y, salt=sample["salt"]))
+        sample = dict(sample, digests=values, counts=counts)
+        X, y = X[~missing], y[~missing]
+        scale = sample["scale"]
+    if len(X) == 0:
+        return op._with_n(op.n - k), sample
+    slices = op.gram_slices
+    if (USE_GRAM_HOOK and slices is not None and hasattr(backend, "curvature_gram")
+            and len(X) * backend.curvature_rows(X[:1], y[:1], curvature).shape[1]
+            > REFACTOR_RATIO * min(s.stop - s.start for s in slices)):
+        # many rows: subtract the closed-form Gram matrices and refactor the dense blocks
+        grams = None
+        for a in range(0, len(X), chunk_size):
+            part = backend.curvature_gram(X[a:a + chunk_size], y[a:a + chunk_size], curvature,
+                                          slices)
+            if part is None:
+                grams = None
+                break
+            grams = part if grams is None else [G + P for G, P in zip(grams, part)]
+        if grams is not None:
+            return op.downdate_gram([G * scale for G in grams], k), sample
+    rows = torch.cat([backend.curvature_rows(X[a:a + chunk_size], y[a:a + chunk_size], curvature)
+                      .reshape(-1, backend.n_params) for a in range(0, len(X), chunk_size)])
+    if scale != 1.0:
+        rows = rows * math.sqrt(scale)
+    return op.downdate(rows, k), sample
