@@ -217,3 +217,23 @@ def test_skops_refuses_a_skorch_model():
     joblib.dump(clf, buf)
     buf.seek(0)
     assert_same_model(clf, joblib.load(buf), X, y)
+
+
+def test_persistence_page_code_blocks_run(tmp_path, monkeypatch, capsys):
+    """The recipes of docs/persistence.rst are real code: run its python blocks in order."""
+    pytest.importorskip("skops.io")
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "persistence.rst"
+    blocks = ["\n".join(line[3:] for line in block.splitlines()) for block in
+              re.findall(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", page.read_text())]
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)  # the skops recipe writes model.skops
+    namespace: dict = {}
+    for code in blocks:
+        exec(compile(code, str(page), "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "already forgotten" in out
+    assert str(TRUSTED) in out
+    assert namespace["loaded"].n_samples_ == 146
