@@ -307,3 +307,25 @@ def test_warning_category_is_public():
         warnings.simplefilter("always")
         warnings.warn("x", UntrackedSampleWarning, stacklevel=1)
     assert rec[0].category is UntrackedSampleWarning
+
+
+def test_tracking_a_net_with_a_validation_split_hashes_only_the_rows_trained_on():
+    """skorch's default ValidSplit(5) holds 20% of the rows out of training: forgetting one of
+    them is reported (it was never trained on)."""
+    skorch = pytest.importorskip("skorch")
+    import torch
+    from torch import nn
+
+    X, y = load_iris(return_X_y=True)
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    torch.manual_seed(0)
+    net = skorch.NeuralNetClassifier(nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=-1)),
+                                     max_epochs=2, lr=0.1, verbose=0)
+    clf = UnlearnableClassifier(net, track_samples=True).fit(X, y)
+    trained = clf.backend_.fit_indices(X, y)
+    held_out = np.setdiff1d(np.arange(len(X)), trained)
+    assert clf.n_samples_ == len(trained) == 120 == clf.sample_digest_counts_.sum()
+    with pytest.raises(ValueError, match="1 of the 1 rows"):
+        clf.forget(X[held_out[:1]], y[held_out[:1]])
+    clf.forget(X[trained[:2]], y[trained[:2]])
+    assert clf.sample_digest_counts_.sum() == 118
