@@ -789,7 +789,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{msg}; nothing was changed (on_untracked='warn' applies the "
                                  "step anyway)")
             warnings.warn(f"{msg}; the step is applied for all {k} rows given",
-                          UntrackedSampleWarning, stacklevel=2)
+                          UntrackedSampleWarning, stacklevel=3)  # the caller of forget
 
         # 2. the step, computed aside
         g = self._gradient_sum(X, y)
