@@ -210,3 +210,33 @@ def test_sequential_equals_combined_to_second_order(problem, data):
     floor = 1e-9 * (np.linalg.norm(theta) + s1)  # rounding
     assert g1 <= 0.5 * s1 + floor  # close already at eps = 1e-2 ...
     assert g2 <= 0.05 * g1 + floor  # ... and the gap shrinks quadratically (ratio ~ 0.01)
+
+
+# empirical Fisher: closer to the retrained model than the original is (dist < 1); GGN: close
+@pytest.mark.parametrize("curvature, max_dist", [("ggn", 0.1), ("empirical_fisher", 1.0)])
+def test_many_single_forgets_track_retraining(curvature, max_dist):
+    """400 single-sample forgets in a row (20% of the data) stay finite, keep the checksum chain
+    and stay close to the model retrained without those samples (benchmarks/
+    bench_many_deletions.py runs 1,000 and reports the drift)."""
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=2500, n_features=10, n_informative=6, n_classes=4,
+                               flip_y=0.05, random_state=0)
+    X, X_test, y, y_test = X[:2000], X[2000:], y[:2000], y[2000:]
+    base = LogisticRegression(max_iter=5000, tol=1e-10)
+    clf = UnlearnableClassifier(base, curvature=curvature).fit(X, y)
+    theta0 = clf.get_parameters()
+    order = np.random.default_rng(0).permutation(len(X))[:400]
+    for i in order:
+        clf.forget(X[i:i + 1], y[i:i + 1])
+    assert np.isfinite(clf.get_parameters()).all()
+    log = clf.erasure_log_
+    assert len(log) == 400 and clf.n_samples_ == 1600
+    assert all(b["checksum_before"] == a["checksum_after"] for a, b in zip(log, log[1:]))
+    keep = np.ones(len(X), dtype=bool)
+    keep[order] = False
+    ref = LogisticRegression(max_iter=5000, tol=1e-10).fit(X[keep], y[keep])
+    theta_re = np.hstack([ref.coef_, ref.intercept_[:, None]]).ravel()
+    dist = np.linalg.norm(clf.get_parameters() - theta_re) / np.linalg.norm(theta0 - theta_re)
+    assert dist < max_dist
+    assert abs(clf.score(X_test, y_test) - ref.score(X_test, y_test)) <= 0.01
