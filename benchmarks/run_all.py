@@ -9,7 +9,7 @@ One entry point (also ``python -m sklearn_ssse bench``)::
 
 Each job runs in its own subprocess (a crash or the memory of one benchmark does not affect the
 others), with a timeout. A job's standard output is its markdown report (the benchmark scripts
-print markdown tables); it is saved as ``<out>/<job>.md`` and inlined in ``<out>/README.md``
+print markdown tables); it is saved as ``<out>/logs/<job>.md`` and inlined in ``<out>/README.md``
 together with the PNG figures the job wrote into ``<out>``, the machine description and the wall
 time of every job. Jobs whose script does not exist (yet) are reported as skipped.
 
@@ -172,7 +172,8 @@ def run_job(job: Job, out: Path, env: dict, timeout: float) -> dict:
     figures = sorted(p.name for p in out.glob("*.png")
                      if p not in before or p.stat().st_mtime > before[p])
     markdown = "\n\n".join(parts)
-    (out / f"{job.name}.md").write_text(f"# {job.title}\n\n{markdown}\n")
+    (out / "logs").mkdir(exist_ok=True)
+    (out / "logs" / f"{job.name}.md").write_text(f"# {job.title}\n\n{markdown}\n")
     return {"status": status, "seconds": seconds, "figures": figures, "markdown": markdown}
 
 

@@ -321,7 +321,7 @@ def test_run_all_job_report(tmp_path):
                  tmp_path, env, timeout=60)
     assert ok["status"] == "ok" and ok["figures"] == ["f.png"]
     assert "### title" in ok["markdown"] and "| 1 | 2 |" in ok["markdown"]
-    assert (tmp_path / "fake.md").read_text().startswith("# a fake job")
+    assert (tmp_path / "logs" / "fake.md").read_text().startswith("# a fake job")
     bad = run_job(Job("bad", "fails", [[sys.executable, "-c", "raise SystemExit(3)"]]),
                   tmp_path, env, timeout=60)
     assert bad["status"] == "failed" and "exit code 3" in bad["markdown"]
