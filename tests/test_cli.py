@@ -1,6 +1,7 @@
 """The command line: ``python -m sklearn_ssse demo|evaluate|bench`` and its helpers."""
 
 import gzip
+import json
 import runpy
 import subprocess
 import sys
@@ -331,3 +332,23 @@ def test_run_all_job_report(tmp_path):
     skipped = run_job(Job("none", "missing", [["x"]], needs=[tmp_path / "nope.py"]), tmp_path,
                       env, timeout=1)
     assert skipped["status"] == "skipped"
+
+
+def test_run_all_report_keeps_the_latest_run_of_every_job(tmp_path, capsys):
+    module = runpy.run_path(str(RUN_ALL), run_name="run_all")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (tmp_path / "a.png").write_bytes(b"x")
+    for name, status in (("alpha", "ok"), ("beta", "failed")):
+        (logs / f"{name}.json").write_text(json.dumps({
+            "name": name, "title": f"the {name} job", "mode": "quick", "threads": 1,
+            "status": status, "seconds": 2.0, "figures": ["a.png", "gone.png"],
+            "markdown": f"| {name} |", "finished": "today",
+            "machine": ["- machine: m", "- software: s", "- load: 1.0, 2.0, 3.0"]}))
+    module["write_report"](tmp_path, ["beta", "alpha"])
+    text = (tmp_path / "README.md").read_text()
+    assert text.index("## beta") < text.index("## alpha")
+    assert "| [alpha](#alpha) | the alpha job | quick, 1 thread(s) | ok | 2 s |" in text
+    assert "![a.png](a.png)" in text and "gone.png" not in text
+    assert text.count("- machine: m") == 1
+
