@@ -9,8 +9,9 @@ scratch on the samples that remain (same hyper-parameters, solved to a tight tol
 * parameter norms ``||theta||`` and the normalised parameter distance
   ``||theta_hat - theta_retrained|| / ||theta_original - theta_retrained||``
   (0 = as retrained, 1 = as far as the original model, > 1 = drifted beyond it);
-* the largest ``relative_update_norm`` in the erasure record over each window (the record's
-  cheap alarm: it grows by orders of magnitude before the accuracy collapses);
+* the largest ``relative_update_norm`` in the erasure record over each window (a cheap signal
+  available without retraining: it jumps several-fold in the windows where the model breaks
+  down);
 * that every parameter stays finite, and the cost per forget.
 
 Configurations: the default empirical Fisher, the GGN (= Hessian here), each with and without
