@@ -687,6 +687,12 @@ examples:
 """
 
 
+def _wrap(*paragraphs: str) -> str:
+    import textwrap
+
+    return "\n\n".join(textwrap.fill(p, 79) for p in paragraphs)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sklearn-ssse", epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -715,18 +721,19 @@ def _build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="your data: forget a share or a class over an epsilon grid, table + PNG",
-        description="Fit a LogisticRegression wrapped in UnlearnableClassifier on a data set, "
-                    "forget a random share of the training samples or a whole class, evaluate "
-                    "every epsilon of a grid in closed form, compare with the model retrained "
-                    "from scratch, print a table and write a PNG of the similarity ratio and the "
-                    "normalized parameter distance against epsilon.\n\n"
-                    "columns: sim. ratio = d(SSSE, retrained) / (d(SSSE, original) + d(SSSE, "
-                    "retrained)) with d the difference of the performance on S (0 = behaves like "
-                    "the retrained model, 1 = like the original); param dist = ||theta_SSSE - "
-                    "theta_retrained|| / ||theta_original - theta_retrained|| (class removal: "
-                    "the normalized confusion distance on S instead); MIA AUC = loss-based "
-                    "membership-inference attack, S against the test set (about 0.5 = S looks "
-                    "unseen).")
+        description=_wrap(
+            "Fit a LogisticRegression wrapped in UnlearnableClassifier on a data set, forget a "
+            "random share of the training samples or a whole class, evaluate every epsilon of "
+            "a grid in closed form, compare with the model retrained from scratch, print a "
+            "table and write a PNG of the similarity ratio and the normalized parameter "
+            "distance against epsilon.",
+            "Columns: sim. ratio = d(SSSE, retrained) / (d(SSSE, original) + d(SSSE, "
+            "retrained)) with d the difference of the performance on S (0 = behaves like the "
+            "retrained model, 1 = like the original); param dist = ||theta_SSSE - "
+            "theta_retrained|| / ||theta_original - theta_retrained|| (class removal: the "
+            "normalized confusion distance on S instead); MIA AUC = loss-based "
+            "membership-inference attack, S against the test set (class removal: the test "
+            "samples of the class); about 0.5 = S looks unseen."))
     e.add_argument("data", help="a .csv/.tsv/.txt file (target: last column or --target), a "
                    ".npz with arrays X, y (optional X_test, y_test), a .npy matrix (target: last "
                    "column or --labels), or a folder of Fashion-MNIST IDX .gz files")
