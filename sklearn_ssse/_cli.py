@@ -690,7 +690,7 @@ examples:
 def _wrap(*paragraphs: str) -> str:
     import textwrap
 
-    return "\n\n".join(textwrap.fill(p, 79) for p in paragraphs)
+    return "\n\n".join(textwrap.fill(p, 79, break_on_hyphens=False) for p in paragraphs)
 
 
 def _build_parser() -> argparse.ArgumentParser:
