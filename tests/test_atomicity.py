@@ -82,15 +82,20 @@ def _same_after_next_forget(clf, reference, X, y, idx):
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_gradients(model, monkeypatch, bad):
     clf, X, y = model
-    real = type(clf.backend_).per_sample_gradients
+    backend = type(clf.backend_)
 
-    def grads(self, X, y):
-        G = real(self, X, y).clone()
-        G[0, 0] = bad
-        return G
+    def poisoned(real):
+        def grads(self, X, y):
+            G = real(self, X, y).clone()
+            G.view(-1)[0] = bad
+            return G
+        return grads
 
     with monkeypatch.context() as m:
-        m.setattr(type(clf.backend_), "per_sample_gradients", grads)
+        # every way the backend hands out gradients: per sample, or their sum in closed form
+        for name in ("per_sample_gradients", "gradient_sum"):
+            if hasattr(backend, name):
+                m.setattr(backend, name, poisoned(getattr(backend, name)))
         reference, idx = _check_fault(clf, X, y, FloatingPointError, "gradients .* not finite")
     _same_after_next_forget(clf, reference, X, y, idx)
 
