@@ -671,7 +671,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return float(eps)
 
     def _gradient_sum(self, X, y) -> torch.Tensor:
-        g = self.backend_.per_sample_gradients(X, y).sum(0)
+        fast = getattr(self.backend_, "gradient_sum", None)  # closed form (linear backend)
+        g = fast(X, y) if fast is not None else self.backend_.per_sample_gradients(X, y).sum(0)
         return g.to(dtype=self.curvature_.dtype, device=self.curvature_.device)
 
     def _direction(self, X, y):

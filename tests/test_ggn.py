@@ -118,7 +118,8 @@ def test_closed_form_gram_equals_the_factor_rows(inverse, curvature, digits, mon
 
 
 def test_curvature_gram_slices(digits):
-    """curvature_gram on arbitrary slices (across class rows) equals R[:, s]^T R[:, s]."""
+    """curvature_gram on arbitrary slices (across class rows) equals R[:, s]^T R[:, s], and
+    gradient_sum equals the sum of the per-sample gradients."""
     X, y, _, _ = digits
     X, y = X[:200], y[:200]
     for est, yy in [(clone(LR).set_params(tol=1e-3), y),
@@ -134,6 +135,9 @@ def test_curvature_gram_slices(digits):
             for G, s in zip(backend.curvature_gram(X, yy, curvature, slices), slices):
                 ref = R[:, s].T @ R[:, s]
                 assert _rel(G, ref) < 1e-12
+        # the closed-form gradient sum used by forget
+        torch.testing.assert_close(backend.gradient_sum(X, yy),
+                                   backend.per_sample_gradients(X, yy).sum(0))
         if isinstance(est, MultiOutputClassifier):  # a slice across two outputs: no closed form
             assert backend.curvature_gram(X, yy, "ggn", [slice(0, d)]) is None
 
