@@ -285,9 +285,10 @@ class LowRankCorrected(CurvatureOperator):
 
     Each correction ``j`` stores ``Y_j = M_{j-1}^{-1} U_j^T`` (``d x k_j``) and the small matrix
     ``W_j = -(s_j I + U_j Y_j)^{-1}``, so that ``M^{-1} v = M_0^{-1} v + sum_j Y_j W_j Y_j^T v``.
-    A solve costs one base solve plus ``O(d * sum_j k_j)``.  The rows ``U_j`` and signs ``s_j``
-    are kept too (``Us``, ``signs``), so that a dense base can absorb the corrections into a new
-    Cholesky factor once their rank grows past ``REFACTOR_RATIO * d``.
+    A solve costs one base solve plus ``O(d * sum_j k_j)``.  On a dense base the rows ``U_j`` and
+    signs ``s_j`` are kept too (``Us``, ``signs``), so that the corrections can be folded into a
+    new Cholesky factor once their rank grows past ``REFACTOR_RATIO * d``; on the diagonal base of
+    ``inverse="woodbury"`` they are not (``Us=None``), which halves its memory.
     """
 
     def __init__(self, base: CurvatureOperator, Ys: Sequence[torch.Tensor],
@@ -337,6 +338,8 @@ class LowRankCorrected(CurvatureOperator):
             Us = op.Us + [U] if op.Us is not None else None
             signs = op.signs + [float(sign)] if op.signs is not None else None
             return cls(op.base, op.Ys + [Y], op.Ws + [W], n, Us, signs)
+        if not isinstance(op, DenseCholesky):  # rows only serve to refactor a dense base
+            return cls(op, [Y], [W], n)
         return cls(op, [Y], [W], n, [U], [float(sign)])
 
     @property

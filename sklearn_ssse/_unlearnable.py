@@ -533,8 +533,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         estimator : fitted estimator
-            A fitted classifier of a supported family (see the class docstring), trained on the
-            data passed here (the model should be at an optimum of its objective on it).
+            A fitted classifier of a supported family (see the class docstring), trained on
+            exactly the data passed here (for a skorch net with a ``train_split``, only its
+            training part), at an optimum of its objective on it.
         X : array-like of shape (n_samples, n_features), dask array, or iterable
             The training features, or (with ``y=None``) an iterable of ``(X_chunk, y_chunk)``.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs), or dask array, \
