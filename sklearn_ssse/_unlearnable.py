@@ -534,8 +534,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ----------
         estimator : fitted estimator
             A fitted classifier of a supported family (see the class docstring), trained on
-            exactly the data passed here (for a skorch net with a ``train_split``, only its
-            training part), at an optimum of its objective on it.
+            exactly the data passed here, at an optimum of its objective on it.  In memory, the
+            rows are those ``fit`` would use (a skorch net's validation split is left out); a
+            stream must hold the training rows only.
         X : array-like of shape (n_samples, n_features), dask array, or iterable
             The training features, or (with ``y=None``) an iterable of ``(X_chunk, y_chunk)``.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs), or dask array, \
@@ -596,9 +597,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             check_classification_targets(y)
             for _ in check([(X, y)]):  # feature count and labels against the fitted model
                 pass
-            chunks = _memory_chunks(X, y, np.arange(len(X)), config, rng)
-            state = _build_state(backend, chunks, config, rng, n_known=len(X))
-            state["fit_indices"] = np.arange(len(X))
+            fit_idx = np.asarray(backend.fit_indices(X, y)) if hasattr(backend, "fit_indices") \
+                else np.arange(len(X))  # e.g. without a skorch net's validation split
+            chunks = _memory_chunks(X, y, fit_idx, config, rng)
+            state = _build_state(backend, chunks, config, rng, n_known=len(fit_idx))
+            state["fit_indices"] = fit_idx
         else:
             if self.keep_training_data:
                 raise ValueError("keep_training_data=True needs the training data in memory; "

@@ -285,3 +285,38 @@ def test_unfitted_estimator_is_refused(data):
     X, y, _ = data
     with pytest.raises(NotFittedError):
         UnlearnableClassifier.from_fitted(clone(LR), X, y)
+
+
+class _Net(torch.nn.Module):
+    """Softmax regression as a torch module (module level: skorch pickles it to copy)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def test_skorch_net_from_fitted(digits):
+    """The torch backend: a fitted net wrapped from memory (its validation split left out, as
+    in fit) and from a stream of its training rows give the fit's curvature."""
+    skorch = pytest.importorskip("skorch")
+    from skorch.dataset import ValidSplit
+
+    X, y, _, _ = digits
+    X, y = X[:200].astype(np.float32), y[:200].astype(np.int64)
+    torch.manual_seed(0)
+    kw = dict(inverse="dense", curvature="ggn", dtype="float64")
+    net = skorch.NeuralNetClassifier(_Net, criterion=torch.nn.CrossEntropyLoss, max_epochs=2,
+                                     lr=0.1, train_split=ValidSplit(4), verbose=0)
+    fitted = UnlearnableClassifier(net, **kw).fit(X, y)
+    wrapped = UnlearnableClassifier.from_fitted(fitted.estimator_, X, y, **kw)
+    assert wrapped.n_samples_ == fitted.n_samples_ == 150
+    assert _rel(wrapped.curvature_.matrix(), fitted.curvature_.matrix()) < 1e-10
+    idx = fitted.backend_.fit_indices(X, y)
+    streamed = UnlearnableClassifier.from_fitted(
+        fitted.estimator_, _irregular_chunks(X[idx], y[idx]), **kw)
+    assert _rel(streamed.curvature_.matrix(), fitted.curvature_.matrix()) < 1e-10
+    streamed.forget(X[idx[:3]], y[idx[:3]])
+    assert streamed.n_samples_ == 147
