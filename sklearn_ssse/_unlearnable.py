@@ -271,12 +271,21 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Parameters per block for ``inverse="block"``; ``None`` uses the model's natural blocks.
     fisher_batch_size : int, default=1
         Each curvature term is ``b`` times the outer product of the mean factor of ``b`` samples
-        (the paper's mini-batch Fisher); 1 uses per-sample terms.
+        (the paper's mini-batch Fisher); 1 uses per-sample terms. Works with every inverse; the
+        mini-batches are consecutive samples of a random permutation (of the stream's order with
+        :meth:`from_fitted` on an iterable).
     fisher_max_samples : int, default=None
-        Build the curvature from a random subset of this many training samples (rescaled).
+        Build the curvature from a uniform random subset of this many training samples, weighted
+        by ``n / m`` (drawn in one pass, so it also works on streams). Works with every inverse.
     update_curvature : bool, default=False
         After each forget, remove the erased samples' terms from the curvature (Woodbury
-        downdate) so later deletions use the leave-k-out curvature.
+        downdate, or a refactorization of dense blocks for large deletions; factors taken at
+        ``theta_fit_``) so later deletions use the leave-k-out curvature and ``n - k``. With
+        ``fisher_max_samples`` only the erased samples that were in the subset are removed (with
+        their weight). Needs ``fisher_batch_size=1``. The penalty keeps its total (sum-form)
+        strength, which is exactly ``LogisticRegression``'s objective; a mean-form damping
+        (``SGDClassifier``'s ``alpha``, a float ``damping``) thus grows to
+        ``lambda * n_fit / (n_fit - k)``.
     parameters : list of str, default=None
         Torch backend only: name patterns (fnmatch) of the parameters to update; ``None`` = all.
     dtype : {"float32", "float64"}, default=None
@@ -317,6 +326,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Samples the model was trained on.
     n_samples_ : int
         Samples still in the model (decremented by every forget).
+    n_curvature_samples_ : int
+        Samples the curvature was built from (``fisher_max_samples`` or all).
     theta_fit_ : torch.Tensor
         Parameters right after fit.
     erasure_log_ : list of dict
