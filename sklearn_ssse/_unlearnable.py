@@ -360,7 +360,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     X_fit_, y_fit_ : ndarray
         Training data (only with ``keep_training_data=True``).
     fit_mask_ : ndarray of bool
-        Rows of ``X_fit_`` still in the model (only with ``keep_training_data=True``).
+        Rows of ``X_fit_`` still in the model (only with ``keep_training_data=True``): False for
+        forgotten rows and for rows the estimator never trained on (a skorch validation split).
 
     Examples
     --------
@@ -513,7 +514,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.classes_ = self.estimator_.classes_
         if self.keep_training_data:
             self.X_fit_, self.y_fit_ = X, y
-            self.fit_mask_ = np.ones(len(X), dtype=bool)
+            # rows the estimator did not train on (a skorch validation split) are not in the model
+            self.fit_mask_ = np.zeros(len(X), dtype=bool)
+            self.fit_mask_[np.asarray(state.get("fit_indices", np.arange(len(X))))] = True
         self.parameters_checksum_ = _parameters_checksum(self._theta)
         for attr in ("sample_salt_", "sample_digests_", "sample_digest_counts_"):
             self.__dict__.pop(attr, None)  # from an earlier fit with track_samples=True

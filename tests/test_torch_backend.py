@@ -404,6 +404,23 @@ def test_unlearnable_end_to_end_with_default_validation_split(small):
     assert clf.predict(X).shape == (len(X),)
 
 
+def test_fit_mask_excludes_the_validation_split(small):
+    """With keep_training_data, rows of skorch's validation split are not in the model."""
+    X, y = small
+    torch.manual_seed(0)
+    clf = UnlearnableClassifier(NeuralNetClassifier(SoftmaxMLP, max_epochs=1, lr=0.1, verbose=0),
+                                inverse="block", keep_training_data=True).fit(X, y)
+    train = clf.backend_.fit_indices(X, y)
+    assert clf.fit_mask_.sum() == len(train) == 240
+    assert np.array_equal(np.flatnonzero(clf.fit_mask_), np.sort(train))
+    valid = np.setdiff1d(np.arange(len(X)), train)[:1]
+    with pytest.raises(ValueError, match="not among the remaining training rows"):
+        clf.forget(X[valid], y[valid])  # never trained on: refused, nothing changes
+    assert clf.n_samples_ == 240
+    clf.forget(X[train[:3]], y[train[:3]])
+    assert clf.fit_mask_.sum() == 237
+
+
 @pytest.mark.parametrize("inverse", ["auto", "woodbury"])
 def test_unlearnable_forget_and_pickle_round_trip(small, tmp_path, inverse):
     X, y = small
