@@ -430,14 +430,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         tags.non_deterministic = inner.non_deterministic
         return tags
 
-    def _backend_class(self):
-        return select_backend(self.estimator)
-
-    def _validate_Xy(self, X, y, reset: bool):
-        dtype = select_backend(self.estimator).input_dtype
+    def _validate_Xy(self, X, y, reset: bool, backend_cls):
+        """Validate ``(X, y)`` to the input dtype of ``backend_cls`` (selected once by the
+        caller: at fit from ``estimator``, afterwards ``type(self.backend_)``)."""
         multi = _is_multi_output(self.estimator)
-        X, y = validate_data(self, X, y, reset=reset, multi_output=multi, dtype=dtype,
-                             y_numeric=False)
+        X, y = validate_data(self, X, y, reset=reset, multi_output=multi,
+                             dtype=backend_cls.input_dtype, y_numeric=False)
         if multi and y.ndim == 1:
             raise ValueError(f"{type(self.estimator).__name__} needs a 2-D y (n_samples, "
                              "n_outputs)")
@@ -472,11 +470,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         self._check_options()
-        backend_cls = self._backend_class()
+        backend_cls = select_backend(self.estimator)
         if "sample_weight" in fit_params:
             raise TypeError("sample_weight is not supported: SSSE's curvature and step "
-                                      "assume unweighted samples")
-        X, y = self._validate_Xy(X, y, reset=True)
+                            "assume unweighted samples")
+        X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls)
         check_classification_targets(y)
         fit = _fit_and_build
         if self.memory is not None:
@@ -592,7 +590,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self = cls(estimator, **params)
         self._validate_params()
         self._check_options()
-        backend_cls = self._backend_class()
+        backend_cls = select_backend(self.estimator)
         check_is_fitted(estimator)
         est = deepcopy(estimator) if copy else estimator
         backend = backend_cls(est, parameters=self.parameters, dtype=self.dtype)
@@ -607,7 +605,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                   n_features=n_features)
         digests = None
         if y is not None and not (is_dask(X) or is_dask(y)):
-            X, y = self._validate_Xy(X, y, reset=True)
+            X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls)
             check_classification_targets(y)
             for _ in check([(X, y)]):  # feature count and labels against the fitted model
                 pass
@@ -664,7 +662,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _check_forget_input(self, X, y):
         check_is_fitted(self)
         self._check_parameters_unchanged()
-        X, y = self._validate_Xy(X, y, reset=False)
+        X, y = self._validate_Xy(X, y, reset=False, backend_cls=type(self.backend_))
         k = X.shape[0]
         if k == 0:
             raise ValueError("the forget set is empty")
@@ -953,7 +951,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------ delegation
     def _X(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=select_backend(self.estimator).input_dtype)
+        return validate_data(self, X, reset=False, dtype=self.backend_.input_dtype)
 
     @available_if(_estimator_has("predict"))
     def predict(self, X):
