@@ -216,8 +216,7 @@ def _fit_and_build(estimator, X, y, fit_params, config):
     backend_cls = select_backend(estimator)
     est = clone(estimator).fit(X, y, **fit_params)
     backend = backend_cls(est, parameters=config["parameters"], dtype=config["dtype"])
-    fit_idx = np.asarray(backend.fit_indices(X, y)) if hasattr(backend, "fit_indices") \
-        else np.arange(len(X))
+    fit_idx = np.asarray(backend.fit_indices(X, y))
     rng = check_random_state(config["random_state"])
     state = _build_state(backend, _memory_chunks(X, y, fit_idx, config, rng), config, rng,
                          n_known=len(fit_idx))
@@ -510,19 +509,20 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.erasure_log_ = []
         if hasattr(self.estimator_, "classes_"):
             self.classes_ = self.estimator_.classes_
+        need_rows = self.keep_training_data or (self.track_samples and digests is None)
+        if need_rows:  # in-memory data; rows of a skorch validation split are not in the model
+            fit_idx = np.asarray(state.get("fit_indices", np.arange(len(X))))
         if self.keep_training_data:
             self.X_fit_, self.y_fit_ = X, y
-            # rows the estimator did not train on (a skorch validation split) are not in the model
             self.fit_mask_ = np.zeros(len(X), dtype=bool)
-            self.fit_mask_[np.asarray(state.get("fit_indices", np.arange(len(X))))] = True
+            self.fit_mask_[fit_idx] = True
         self.parameters_checksum_ = _parameters_checksum(self._theta)
         for attr in ("sample_salt_", "sample_digests_", "sample_digest_counts_"):
             self.__dict__.pop(attr, None)  # from an earlier fit with track_samples=True
         if self.track_samples:
             if digests is None:
-                idx = np.asarray(state.get("fit_indices", np.arange(len(X))))
                 salt = new_salt()
-                digests = salt, row_digests(X[idx], self._label_codes(y[idx]), salt=salt)
+                digests = salt, row_digests(X[fit_idx], self._label_codes(y[fit_idx]), salt=salt)
             self.sample_salt_ = digests[0]
             self.sample_digests_, self.sample_digest_counts_ = multiset(digests[1])
         return self
@@ -609,8 +609,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             check_classification_targets(y)
             for _ in check([(X, y)]):  # feature count and labels against the fitted model
                 pass
-            fit_idx = np.asarray(backend.fit_indices(X, y)) if hasattr(backend, "fit_indices") \
-                else np.arange(len(X))  # e.g. without a skorch net's validation split
+            fit_idx = np.asarray(backend.fit_indices(X, y))  # e.g. without a validation split
             chunks = _memory_chunks(X, y, fit_idx, config, rng)
             state = _build_state(backend, chunks, config, rng, n_known=len(fit_idx))
             state["fit_indices"] = fit_idx

@@ -103,6 +103,14 @@ class BaseBackend(ABC):
         ``(1/n) sum_i H_i + diag(lambda)`` the Hessian of the estimator's own training objective
         (``damping="auto"``)."""
 
+    def fit_indices(self, X, y) -> np.ndarray:
+        """Indices of the rows of ``(X, y)`` the estimator was trained on (default: all).
+
+        Backends whose estimator holds rows out internally (a skorch validation split)
+        override this, so that the curvature and ``n`` count only the rows trained on.
+        """
+        return np.arange(len(X))
+
     def to_tensor(self, a) -> torch.Tensor:
         """``a`` as a tensor of the backend's dtype and device (no copy when possible)."""
         return torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a,
