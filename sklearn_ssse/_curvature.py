@@ -531,7 +531,8 @@ class OperatorBuilder:
         for A, G in zip(self._grams, grams):
             A.add_(G.to(dtype=self.dtype, device=self.device))
 
-    def finalize(self, n: int, damping: torch.Tensor, scale: float = 1.0) -> CurvatureOperator:
+    def finalize(self, n: int, damping: torch.Tensor, scale: float = 1.0,
+                 diagonal: torch.Tensor | None = None) -> CurvatureOperator:
         """The operator of ``F = (scale * sum r r^T) / n + diag(damping)``.
 
         Parameters
@@ -542,6 +543,11 @@ class OperatorBuilder:
             Mean-form damping ``lambda``.
         scale : float, default=1.0
             Weight of the accumulated terms (``n / m`` for ``m`` sub-sampled samples).
+        diagonal : Tensor of shape (d,), optional
+            ``kind="woodbury"`` only: the exact diagonal of the full data term (sum form, every
+            sample). The diagonal base becomes ``diag(Lambda) + max(diagonal - diag(scale *
+            sum r r^T), 0)``, so that the low-rank operator has (up to the clipping) the exact
+            diagonal instead of leaving the directions the rows miss with the damping alone.
 
         Returns
         -------
@@ -565,7 +571,11 @@ class OperatorBuilder:
             if scale != 1.0:
                 U = U * root
             if self.kind == "woodbury":
-                return LowRankCorrected.extend(DiagonalOperator(diag_sum[s], n), U, 1.0, n)
+                base = diag_sum[s]
+                if diagonal is not None:
+                    missing = diagonal[s].to(dtype=self.dtype, device=self.device) - (U * U).sum(0)
+                    base = base + missing.clamp(min=0)
+                return LowRankCorrected.extend(DiagonalOperator(base, n), U, 1.0, n)
             if not bool(torch.all(diag_sum[s] > 0)):
                 raise ValueError("the Sherman-Morrison recursion needs a strictly positive damping "
                                  "on every parameter; pass damping=<float> > 0")

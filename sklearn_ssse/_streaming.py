@@ -38,8 +38,9 @@ from sklearn.utils import check_array, check_random_state
 from ._curvature import REFACTOR_RATIO, CurvatureOperator, OperatorBuilder
 from ._hashing import multiset, multiset_remove, new_salt, row_digests
 
-__all__ = ["accumulate_curvature", "array_chunks", "downdate_curvature", "is_dask",
-           "iter_data", "parameters_at", "rebuffer", "validated_chunks"]
+__all__ = ["accumulate_curvature", "array_chunks", "downdate_curvature", "factor_rows",
+           "is_dask", "iter_data", "parameters_at", "rebuffer", "row_uniforms",
+           "validated_chunks"]
 
 #: use the backend's closed-form Gram matrices when it has them (tests switch it off to compare)
 USE_GRAM_HOOK = True
@@ -269,10 +270,27 @@ class _MiniBatcher:
         return R.sum(0, keepdim=True) / math.sqrt(R.shape[0])
 
 
+def row_uniforms(X, y, salt: bytes) -> np.ndarray:
+    """One uniform in ``[0, 1)`` per row, a keyed hash of the row and its label: the same row
+    always gets the same number (used to draw the labels of sampled GGN rows reproducibly)."""
+    d = row_digests(X, y, salt=salt)
+    return np.frombuffer(d.tobytes(), dtype="<u8")[::2] / 2.0**64
+
+
+def factor_rows(backend, X, y, curvature: str, label_salt: bytes | None = None) -> torch.Tensor:
+    """The curvature's factor rows of ``(X, y)``: ``backend.curvature_rows``, or with a
+    ``label_salt`` (sampled GGN, see :meth:`~sklearn_ssse._backends.BaseBackend.ggn_sample_rows`)
+    one row per sample at a label drawn with :func:`row_uniforms`."""
+    if label_salt is not None and curvature == "ggn":
+        return backend.ggn_sample_rows(X, row_uniforms(X, y, label_salt))
+    return backend.curvature_rows(X, y, curvature)
+
+
 def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str, damping,
                          blocks=None, block_size=None, fisher_batch_size: int = 1,
                          fisher_max_samples: int | None = None, chunk_size: int = 512,
-                         random_state=None) -> dict:
+                         random_state=None, label_salt: bytes | None = None,
+                         exact_diagonal: bool = False) -> dict:
     """Build the inverse-curvature operator of a fitted model in one pass over its data.
 
     Parameters
@@ -298,6 +316,13 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
         Samples per computation (bounds the memory of the factor rows).
     random_state : int, RandomState instance or None, default=None
         Source of the sample keys.
+    label_salt : bytes, optional
+        With ``curvature="ggn"``: one factor row per sample at a label drawn from the model's
+        own ``p(.|x)`` (keyed by this salt, see :func:`factor_rows`) instead of ``q`` rows.
+    exact_diagonal : bool, default=False
+        Low-rank kinds: accumulate the exact diagonal of the data term over *every* sample
+        (backends with a closed form only) and give it to the operator's diagonal base (see
+        :meth:`~sklearn_ssse._curvature.OperatorBuilder.finalize`).
 
     Returns
     -------
@@ -325,7 +350,7 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
                 builder.add_grams(grams)
                 return
             use_gram = False  # slices the backend cannot do in closed form
-        R = backend.curvature_rows(Xc, yc, curvature)
+        R = factor_rows(backend, Xc, yc, curvature, label_salt)
         if batcher is not None:
             R = batcher.push(R)
         if R is not None:
@@ -334,8 +359,12 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
     if use_gram:
         chunk_size = max(chunk_size, GRAM_CHUNK)
     n = 0
+    diagonal = None
     for Xc, yc in rebuffer(chunks, chunk_size):
         n += len(Xc)
+        if exact_diagonal:
+            part = backend.curvature_diagonal(Xc, yc, curvature)
+            diagonal = part if diagonal is None else diagonal + part
         if sampler is not None:
             sampler.add(Xc, yc)
         else:
@@ -357,9 +386,9 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
         if R is not None:
             builder.add_rows(R)
     lam = damping(n)
-    op = builder.finalize(n, lam, scale=n / n_used)
+    op = builder.finalize(n, lam, scale=n / n_used, diagonal=diagonal)
     return {"curvature": op, "damping": lam, "n": n, "n_curvature_samples": n_used,
-            "sample": sample}
+            "sample": sample, "label_salt": label_salt}
 
 
 @contextlib.contextmanager
@@ -377,7 +406,7 @@ def parameters_at(backend, theta: torch.Tensor):
 
 
 def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y, *,
-                       curvature: str, chunk_size: int = 512
+                       curvature: str, chunk_size: int = 512, label_salt: bytes | None = None
                        ) -> tuple[CurvatureOperator, dict | None]:
     """Remove the terms of forgotten samples from the curvature (the leave-k-out curvature).
 
@@ -401,6 +430,9 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
         The curvature the operator holds.
     chunk_size : int, default=512
         Samples per computation.
+    label_salt : bytes, optional
+        The key of sampled GGN rows (:func:`accumulate_curvature`'s ``label_salt``): the same
+        rows that were added are removed.
 
     Returns
     -------
@@ -421,6 +453,7 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
         return op._with_n(op.n - k), sample
     slices = op.gram_slices
     if (USE_GRAM_HOOK and slices is not None and hasattr(backend, "curvature_gram")
+            and label_salt is None
             and len(X) * backend.curvature_rows(X[:1], y[:1], curvature).shape[1]
             > REFACTOR_RATIO * min(s.stop - s.start for s in slices)):
         # many rows: subtract the closed-form Gram matrices and refactor the dense blocks
@@ -433,8 +466,9 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
             grams = part if grams is None else [G + P for G, P in zip(grams, part)]
         if grams is not None:
             return op.downdate_gram([G * scale for G in grams], k), sample
-    rows = torch.cat([backend.curvature_rows(X[a:a + chunk_size], y[a:a + chunk_size], curvature)
-                      .reshape(-1, backend.n_params) for a in range(0, len(X), chunk_size)])
+    rows = torch.cat([factor_rows(backend, X[a:a + chunk_size], y[a:a + chunk_size], curvature,
+                                  label_salt).reshape(-1, backend.n_params)
+                      for a in range(0, len(X), chunk_size)])
     if scale != 1.0:
         rows = rows * math.sqrt(scale)
     return op.downdate(rows, k), sample

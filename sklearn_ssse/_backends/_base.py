@@ -103,6 +103,37 @@ class BaseBackend(ABC):
         ``(1/n) sum_i H_i + diag(lambda)`` the Hessian of the estimator's own training objective
         (``damping="auto"``)."""
 
+    def factor_rows_per_sample(self, curvature: str) -> int:
+        """``q``: factor rows per sample of :meth:`curvature_rows` (for memory estimates)."""
+        return 1
+
+    def ggn_sample_rows(self, X, u: np.ndarray) -> torch.Tensor:
+        """One Fisher factor row per sample, with a label drawn from the model's own ``p(.|x)``.
+
+        ``E[r r^T]`` over the draw is the GGN / true Fisher term of the sample, so ``m`` sampled
+        rows estimate the GGN with ``m`` rows instead of ``q m`` (what ``inverse="woodbury"``
+        keeps). The draw is the inverse CDF of ``p(.|x)`` at the uniforms ``u``, so the same
+        ``u`` at the same parameters gives the same rows (which lets a downdate remove exactly
+        the rows that were added).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, n_features)
+            Samples.
+        u : ndarray of shape (n,)
+            Uniforms in ``[0, 1)``, one per sample.
+
+        Returns
+        -------
+        Tensor of shape (n, 1, n_params)
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot draw GGN sample rows")
+
+    def curvature_diagonal(self, X, y, curvature: str) -> torch.Tensor | None:
+        """Diagonal of the curvature's data term over ``(X, y)`` (sum form), or ``None`` when
+        the backend has no cheap closed form for it."""
+        return None
+
     def fit_indices(self, X, y) -> np.ndarray:
         """Indices of the rows of ``(X, y)`` the estimator was trained on (default: all).
 

@@ -158,6 +158,23 @@ class _SingleLinear:
         D *= np.sqrt(P)[:, :, None]
         return (D[:, :, :, None] * Xa[:, None, None, :]).reshape(n, C, -1)
 
+    def ggn_sample_rows(self, X, u) -> np.ndarray:
+        """One GGN factor row per sample: the gradient at a label drawn from ``p(.|x)`` at the
+        uniforms ``u`` (softmax), or the exact single factor row (sigmoids), shape (n, 1, p)."""
+        if not self.softmax:
+            return self.ggn_rows(X)
+        Xa = self._augment(X)
+        P = self._probs(Xa)
+        cdf = np.cumsum(P, axis=1)
+        idx = np.minimum((cdf < np.asarray(u)[:, None] * cdf[:, -1:]).sum(1), self.n_classes - 1)
+        R = P - np.eye(self.n_classes)[idx]
+        return (R[:, :, None] * Xa[:, None, :]).reshape(len(X), 1, -1)
+
+    def diagonal(self, X, y, curvature: str) -> np.ndarray:
+        """Diagonal of the data term: ``sum_i A_i[r, r] * Xa_i^2`` for every class row ``r``."""
+        Xa, A = self.output_weights(X, y, curvature)
+        return (np.diagonal(A, axis1=1, axis2=2).T @ (Xa * Xa)).ravel()
+
     def grad_sum(self, X, y) -> np.ndarray:
         """``sum_i g_i`` in closed form, ``(P - T)^T [X, 1]``, without the per-sample rows (nor
         a copy of ``X`` with a column of ones)."""
@@ -358,6 +375,36 @@ class LinearBackend(BaseBackend):
         q = max(r.shape[1] for r in rows)  # outputs are independent blocks: pad factor counts
         rows = [np.pad(r, ((0, 0), (0, q - r.shape[1]), (0, 0))) for r in rows]
         return torch.from_numpy(np.concatenate(rows, axis=2))
+
+    def factor_rows_per_sample(self, curvature: str) -> int:
+        if curvature == "empirical_fisher":
+            return 1
+        return max(p.n_classes if p.softmax else 1 for p in self.parts)
+
+    def ggn_sample_rows(self, X, u) -> torch.Tensor:
+        rows = [p.ggn_sample_rows(X, u) for p in self.parts]
+        return torch.from_numpy(np.concatenate(rows, axis=2))
+
+    def curvature_diagonal(self, X, y, curvature: str) -> torch.Tensor:
+        """Exact diagonal of the curvature's data term over ``(X, y)`` (closed form, ``O(n d)``).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, n_features)
+            Samples.
+        y : ndarray of shape (n,) or (n, n_outputs)
+            Their labels.
+        curvature : {"empirical_fisher", "ggn"}
+            Which curvature.
+
+        Returns
+        -------
+        Tensor of shape (n_params,)
+        """
+        if curvature not in ("empirical_fisher", "ggn"):
+            raise ValueError(f"unknown curvature {curvature!r}")
+        return torch.from_numpy(np.concatenate(
+            [p.diagonal(X, yj, curvature) for p, yj in zip(self.parts, self._columns(y))]))
 
     def curvature_gram(self, X, y, curvature: str, slices) -> list[torch.Tensor] | None:
         """Closed-form Gram matrices of the curvature's data term, one per slice.

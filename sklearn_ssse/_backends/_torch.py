@@ -550,6 +550,18 @@ class TorchBackend(BaseBackend):
         """
         return self.curvature_rows(X, y, "empirical_fisher")[:, 0]
 
+    def factor_rows_per_sample(self, curvature: str) -> int:
+        return 1 if curvature == "empirical_fisher" else self.n_classes_
+
+    def ggn_sample_rows(self, X, u) -> torch.Tensor:
+        """Gradients at labels drawn from the net's ``p(.|x)`` (see the base class), shape
+        ``(n, 1, n_params)``; one per-sample gradient per row instead of ``C`` GGN rows."""
+        with self._eval_mode():
+            P = np.asarray(self.estimator.predict_proba(np.asarray(X)), dtype=np.float64)
+        cdf = np.cumsum(P, axis=1)
+        idx = np.minimum((cdf < np.asarray(u)[:, None] * cdf[:, -1:]).sum(1), P.shape[1] - 1)
+        return self.curvature_rows(X, idx.astype(np.int64), "empirical_fisher")
+
     def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
         """Factor rows of the curvature, shape ``(n, q, n_params)``.
 
