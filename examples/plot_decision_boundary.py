@@ -73,7 +73,9 @@ def main(argv=None) -> dict:
 
     results, curves = {}, {}
     for curvature in ("empirical_fisher", "ggn"):
-        clf = UnlearnableClassifier(base, curvature=curvature).fit(X, y)
+        # the paper's step (curvature of all the data); the default step="leave_out" is
+        # compared with it in benchmarks/results/fidelity.md
+        clf = UnlearnableClassifier(base, curvature=curvature, step="full").fit(X, y)
         theta = clf.get_parameters()
         delta = clf.forget_direction(X[S], y[S]).numpy()  # theta(eps) = theta + eps * delta
         dist = np.array([normalized_parameter_distance(theta + e * delta, theta, reference)

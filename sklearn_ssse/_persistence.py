@@ -21,10 +21,12 @@ import numpy as np
 import torch
 
 from . import _curvature
+from ._config import FitConfig
 
 __all__ = ["from_portable", "to_portable"]
 
 _TENSOR, _OPERATOR, _SLICE = "__ssse_tensor__", "__ssse_operator__", "__ssse_slice__"
+_CONFIG = "__ssse_fit_config__"
 _NUMPY_FREE_DTYPES = {torch.bfloat16: torch.float32}
 
 
@@ -45,6 +47,8 @@ def to_portable(obj):
         return {_OPERATOR: type(obj).__name__, "state": to_portable(dict(vars(obj)))}
     if isinstance(obj, slice):
         return {_SLICE: [obj.start, obj.stop, obj.step]}
+    if isinstance(obj, FitConfig):
+        return {_CONFIG: obj.to_dict()}
     if isinstance(obj, dict):
         return {k: to_portable(v) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -77,6 +81,8 @@ def from_portable(obj, device=None):
             return op
         if _SLICE in obj:
             return slice(*obj[_SLICE])
+        if _CONFIG in obj:
+            return FitConfig(**obj[_CONFIG])
         return {k: from_portable(v, device) for k, v in obj.items()}
     if isinstance(obj, list):
         return [from_portable(v, device) for v in obj]

@@ -18,7 +18,7 @@ from sklearn_ssse._hashing import multiset, multiset_remove, row_digests
 KEYS = {"time", "n_removed", "epsilon", "n_remaining", "update_norm", "relative_update_norm",
         "curvature_downdated", "checksum_before", "checksum_after", "loss_before", "loss_after",
         "accuracy_before", "accuracy_after", "label_flip_rate", "predicted_loss_change",
-        "n_untracked", "seconds"}
+        "n_untracked", "seconds", "step"}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,8 @@ def test_entry_fields_and_values(fitted, iris):
     assert entry["update_norm"] == pytest.approx(np.linalg.norm(theta1 - theta0), rel=1e-12)
     assert entry["relative_update_norm"] == pytest.approx(
         np.linalg.norm(theta1 - theta0) / np.linalg.norm(theta0), rel=1e-12)
-    assert entry["curvature_downdated"] is False
+    assert entry["curvature_downdated"] is True  # update_curvature="auto"
+    assert entry["step"] == "leave_out"
     assert entry["checksum_before"] == _sha256(theta0)
     assert entry["checksum_after"] == _sha256(theta1) == fitted.parameters_checksum_
     assert entry["loss_before"] == pytest.approx(log_loss(y[idx], proba0, labels=[0, 1, 2]))

@@ -99,7 +99,8 @@ def test_ggn_curvature_is_the_hessian_of_the_objective(case, digits):
     assert np.count_nonzero(floor) == sum(p.n_rows for p in backend.parts)
     assert _rel(F, H + floor) < 1e-10
     # the empirical Fisher is a different matrix
-    ef = UnlearnableClassifier(est, inverse="dense").fit(X, y).curvature_
+    ef = UnlearnableClassifier(est, curvature="empirical_fisher", inverse="dense").fit(X, y)
+    ef = ef.curvature_
     assert _rel(_matrix(ef), H + floor) > 0.1
 
 
@@ -189,17 +190,35 @@ def test_ggn_step_is_much_closer_to_retraining(fitted_digits, seed, k):
 
 
 def test_epsilon_one_is_the_newton_step(fitted_digits):
-    """With the GGN, epsilon=1 moves by n / (n - k) * H^{-1} sum_S g (H the objective's Hessian
-    in sum form), i.e. the influence-function step rescaled; epsilon = (n - k) / n is exactly
-    the influence-function step."""
+    """With the GGN and the default leave-out step, epsilon=1 moves by H_R^{-1} sum_S g with
+    H_R the Hessian (sum form) of scikit-learn's objective on the REMAINING rows: the exact
+    Newton step from theta* toward the retrained optimum (the gradient of the remaining
+    objective at theta* is -sum_S g)."""
     X, y, lr, clfs = fitted_digits
     clf = clfs["ggn"]
     n, S = len(X), np.arange(12)
-    f, backend = _objective(lr, X, y)
+    R = np.arange(len(S), n)
+    f, backend = _objective(lr, X[R], y[R])  # mean loss + ||W||^2 / (2 C (n - k))
+    H = len(R) * torch.func.hessian(f)(backend.get_parameters()).numpy()
+    H += n * np.diag(clf.damping_.numpy() - backend.default_damping(n).numpy())  # floor
+    g = backend.per_sample_gradients(X[S], y[S]).numpy().sum(0)
+    delta = clf.forget_direction(X[S], y[S]).numpy()
+    assert _rel(delta, np.linalg.solve(H, g)) < 1e-8
+    # the gradient of the remaining objective at theta* is indeed -sum_S g (sum form)
+    grad_R = len(R) * torch.func.grad(f)(backend.get_parameters()).numpy()
+    assert _rel(grad_R, -g) < 1e-5
+
+
+def test_full_step_is_the_rescaled_influence_step(fitted_digits):
+    """step="full": epsilon=1 moves by n / (n - k) * H^{-1} sum_S g (H the objective's Hessian
+    on all the data, sum form), i.e. the influence-function step rescaled."""
+    X, y, lr, _ = fitted_digits
+    clf = UnlearnableClassifier.from_fitted(lr, X, y, curvature="ggn", inverse="dense",
+                                            step="full")
+    n, S = len(X), np.arange(12)
+    f, backend = _objective(clf.estimator_, X, y)
     H = n * torch.func.hessian(f)(backend.get_parameters()).numpy()
     H += n * np.diag(clf.damping_.numpy() - backend.default_damping(n).numpy())  # floor
     g = backend.per_sample_gradients(X[S], y[S]).numpy().sum(0)
     delta = clf.forget_direction(X[S], y[S]).numpy()
     assert _rel(delta, n / (n - len(S)) * np.linalg.solve(H, g)) < 1e-8
-    influence = delta * (n - len(S)) / n  # H_mean^{-1} (1/n) sum_S g
-    assert _rel(influence, np.linalg.solve(H / n, g) / n) < 1e-8

@@ -459,7 +459,8 @@ def test_from_fitted_skorch_net(small):
     X, y = small
     torch.manual_seed(0)
     net = make_net(max_epochs=2).fit(X, y)
-    clf = UnlearnableClassifier.from_fitted(net, X, y, inverse="dense", dtype="float64")
+    clf = UnlearnableClassifier.from_fitted(net, X, y, inverse="dense", dtype="float64",
+                                            curvature="empirical_fisher")
     backend = TorchBackend(net, dtype="float64")
     G = backend.per_sample_gradients(X, y)
     op = build_operator("dense", G, len(X), backend.default_damping(len(X)))

@@ -43,14 +43,32 @@ def small():
     return X, y
 
 
-def test_step_matches_brute_force_and_scales_with_n(small):
+def _brute_leave_out(clf, X_all, y_all, removed, S, eps):
+    """theta + eps * (M_{D minus removed})^{-1} sum_S g: the sum-form curvature (the fit's
+    gradients at theta_fit, total penalty n_fit * damping) without every row removed so far
+    (``removed``, which includes S), solved with numpy."""
+    be = LinearBackend(clf.estimator_)
+    G = LinearBackend(clf.with_parameters(clf.theta_fit_)).per_sample_gradients(X_all, y_all)
+    G = np.delete(G.numpy(), removed, axis=0)
+    M = G.T @ G + len(X_all) * np.diag(clf.damping_.numpy())
+    g_S = be.per_sample_gradients(X_all[S], y_all[S]).numpy().sum(0)
+    return be.get_parameters().numpy() + eps * np.linalg.solve(M, g_S)
+
+
+def test_full_step_matches_brute_force_and_scales_with_n(small):
+    """step="full" (the paper): F of all the fit's data, 1 / (n - k) with the remaining n."""
     X, y = small
-    clf = UnlearnableClassifier(LR, epsilon=0.7).fit(X, y)
+    clf = UnlearnableClassifier(LR, epsilon=0.7, step="full", curvature="empirical_fisher")
+    clf.fit(X, y)
+    assert clf.config_.step == "full" and clf.config_.update_curvature
     n = len(X)
     expected = _brute_step(clf, X, y, X[:4], y[:4], 0.7, n, n)
     clf.forget(X[:4], y[:4])
     assert _rel(clf.get_parameters(), expected) < 1e-8
     assert clf.n_samples_ == n - 4
+    clf = UnlearnableClassifier(LR, epsilon=0.7, step="full", update_curvature=False,
+                                curvature="empirical_fisher").fit(X, y)
+    clf.forget(X[:4], y[:4])
     # second call: gradients at the new parameters, 1/(n - 4 - 6), the fit's curvature
     expected = _brute_step(clf, X, y, X[4:10], y[4:10], 2.0, n - 4, n)
     clf.forget(X[4:10], y[4:10], epsilon=2.0)
@@ -58,6 +76,46 @@ def test_step_matches_brute_force_and_scales_with_n(small):
     assert clf.n_samples_ == n - 10
     assert [e["n_removed"] for e in clf.erasure_log_] == [4, 6]
     assert [e["epsilon"] for e in clf.erasure_log_] == [0.7, 2.0]
+    assert [e["step"] for e in clf.erasure_log_] == ["full", "full"]
+
+
+@pytest.mark.parametrize("curvature", ["empirical_fisher", "ggn"])
+def test_default_leave_out_step_matches_brute_force(small, curvature):
+    """The default step uses the curvature of what remains: every row forgotten so far (the
+    default update_curvature="auto" keeps the downdated curvature) and the current set."""
+    X, y = small
+    clf = UnlearnableClassifier(LR, epsilon=0.7, curvature=curvature).fit(X, y)
+    assert (clf.config_.step, clf.config_.update_curvature) == ("leave_out", True)
+    if curvature == "ggn":  # numpy oracle below is for the empirical Fisher only
+        clf = UnlearnableClassifier(LR, curvature="ggn").fit(X, y)
+        S = np.arange(6)
+        delta = clf.forget_direction(X[S], y[S]).numpy()
+        H = _hessian(clf, np.delete(X, S, axis=0))
+        g = LinearBackend(clf.estimator_).per_sample_gradients(X[S], y[S]).numpy().sum(0)
+        np.testing.assert_allclose(delta, np.linalg.solve(H, g), rtol=1e-8, atol=1e-10)
+        return
+    expected = _brute_leave_out(clf, X, y, np.arange(4), np.arange(4), 0.7)
+    clf.forget(X[:4], y[:4])
+    assert _rel(clf.get_parameters(), expected) < 1e-8
+    expected = _brute_leave_out(clf, X, y, np.arange(10), np.arange(4, 10), 2.0)
+    clf.forget(X[4:10], y[4:10], epsilon=2.0)
+    assert _rel(clf.get_parameters(), expected) < 1e-8
+    assert [e["step"] for e in clf.erasure_log_] == ["leave_out", "leave_out"]
+
+
+def _hessian(clf, X_rem):
+    """Sum-form Hessian of sklearn's objective C sum loss + ||W||^2 / 2 (divided by C) on the
+    rows X_rem of a multinomial LogisticRegression, at theta_fit, by numpy: the intercepts get
+    the model's damping floor (``n_fit * damping_``)."""
+    est = clf.with_parameters(clf.theta_fit_)
+    P = est.predict_proba(X_rem)
+    Xa = np.hstack([X_rem, np.ones((len(X_rem), 1))])
+    C, p1 = P.shape[1], Xa.shape[1]
+    H = np.zeros((C * p1, C * p1))
+    for i in range(len(X_rem)):
+        A = np.diag(P[i]) - np.outer(P[i], P[i])
+        H += np.kron(A, np.outer(Xa[i], Xa[i]))
+    return H + clf.n_samples_fit_ * np.diag(clf.damping_.numpy())
 
 
 def test_step_is_linear_in_epsilon_and_zero_changes_nothing(small):
@@ -119,7 +177,9 @@ def test_empirical_fisher_moves_toward_retrained(digits, forget_idx):
 @pytest.mark.parametrize("inverse", ["sherman_morrison", "woodbury", "block"])
 def test_inverse_choices(small, inverse):
     X, y = small
-    kw = dict(damping=0.05, fisher_max_samples=len(X))
+    # every row, empirical Fisher: the low-rank operator is then exact (its diagonal base is the
+    # damping alone, the rows' diagonal being the exact one)
+    kw = dict(damping=0.05, fisher_max_samples=len(X), curvature="empirical_fisher")
     dense = UnlearnableClassifier(LR, inverse="dense", **kw).fit(X, y).forget(X[:3], y[:3])
     other = UnlearnableClassifier(LR, inverse=inverse, **kw).fit(X, y).forget(X[:3], y[:3])
     assert other.inverse_ == inverse
@@ -148,8 +208,14 @@ def test_predictions_use_the_new_parameters(small):
 def test_binary_sgd_and_multioutput_follow_the_formula(small):
     X, y = small
     yb = (y == 0).astype(int)
-    sgd = UnlearnableClassifier(SGDClassifier(loss="log_loss", alpha=0.01, random_state=0))
+    sgd = UnlearnableClassifier(SGDClassifier(loss="log_loss", alpha=0.01, random_state=0),
+                                curvature="empirical_fisher")
     sgd.fit(X, yb)
+    expected = _brute_leave_out(sgd, X, yb, np.arange(5), np.arange(5), 1.0)
+    sgd.forget(X[:5], yb[:5])
+    assert _rel(sgd.get_parameters(), expected) < 1e-8
+    sgd = UnlearnableClassifier(SGDClassifier(loss="log_loss", alpha=0.01, random_state=0),
+                                step="full", curvature="empirical_fisher").fit(X, yb)
     expected = _brute_step(sgd, X, yb, X[:5], yb[:5], 1.0, len(X), len(X))
     sgd.forget(X[:5], yb[:5])
     assert _rel(sgd.get_parameters(), expected) < 1e-8
