@@ -7,10 +7,12 @@ inverse curvature. See :class:`UnlearnableClassifier`.
 from ._unlearnable import UnlearnableClassifier, UntrackedSampleWarning
 from .metrics import (
     confusion_distance_scorer,
+    forget_retain_scorer,
     make_unlearning_scorer,
     membership_inference_scorer,
     normalized_confusion_distance_scorer,
     parameter_distance_scorer,
+    prediction_distance_scorer,
     similarity_ratio_scorer,
 )
 from .model_selection import ForgetSplit, epsilon_sweep
@@ -24,9 +26,11 @@ __all__ = [
     "__version__",
     "confusion_distance_scorer",
     "epsilon_sweep",
+    "forget_retain_scorer",
     "make_unlearning_scorer",
     "membership_inference_scorer",
     "normalized_confusion_distance_scorer",
     "parameter_distance_scorer",
+    "prediction_distance_scorer",
     "similarity_ratio_scorer",
 ]

@@ -167,6 +167,28 @@ def test_forget_split_single_class_removal():
         next(ForgetSplit(1, strategy="kfold").split(X, y))
 
 
+def test_forget_split_refuses_to_leave_a_single_class():
+    X = np.zeros((40, 1))
+    y = np.repeat([0, 1], 20)
+    with pytest.raises(ValueError, match="single class"):
+        next(ForgetSplit(1, forget_size=1.0, strategy="class", random_state=0).split(X, y))
+    with pytest.raises(ValueError, match=r"single class \(column 1\)"):
+        next(ForgetSplit(1, forget_size=1.0, strategy="class", class_column=1,
+                         random_state=0).split(X, np.c_[np.arange(40) % 3, y]))
+    # held-out rows count as removed too: 38 of the 39 other rows held out leave one row
+    with pytest.raises(ValueError, match="single class"):
+        next(ForgetSplit(1, forget_size=1, strategy="class", forget_class=1, holdout_size=38,
+                         random_state=0).split(X, y))
+    # part of a class, or a whole class of three, is fine
+    _, test = next(ForgetSplit(1, forget_size=0.5, strategy="class", forget_class=1,
+                               random_state=0).split(X, y))
+    assert len(test) == 10
+    y3 = np.arange(40) % 3
+    _, test = next(ForgetSplit(1, forget_size=1.0, strategy="class", forget_class=2,
+                               random_state=0).split(X, y3))
+    assert np.array_equal(test, np.flatnonzero(y3 == 2))
+
+
 def test_forget_split_holdout():
     X, y = np.zeros((100, 1)), np.arange(100) % 2
     cv = ForgetSplit(n_splits=3, forget_size=0.1, holdout_size=0.2, random_state=0)
@@ -265,6 +287,18 @@ def test_sweep_plain_callable_scorers_and_errors(cancer):
         epsilon_sweep(clf, X, y, epsilons=eps, scoring=["auc"], cv=2)
     with pytest.raises(TypeError, match="epsilon"):
         epsilon_sweep(LogisticRegression(), X, y, epsilons=eps, cv=2)
+
+
+def test_sweep_with_the_prediction_scorers_by_name(cancer):
+    X, y = cancer
+    eps = np.logspace(-1, 1, 9)
+    res = epsilon_sweep(UnlearnableClassifier(LogisticRegression(), curvature="ggn",
+                                              keep_training_data=True),
+                        X, y, epsilons=eps, scoring=["forget_retain", "prediction_distance"],
+                        cv=ForgetSplit(n_splits=2, forget_size=0.02, random_state=0))
+    assert res.refit_metric == "forget_retain" and res.best_epsilon == 1.0
+    assert np.argmax(res.cv_results["mean_test_prediction_distance"]) == 4
+    assert np.all(res.cv_results["mean_test_forget_retain"][[0, -1]] < -0.5)
 
 
 def test_membership_scorer_with_holdout_in_grid_search(cancer):

@@ -28,8 +28,10 @@ __all__ = [
     "membership_inference_auc",
     "normalized_confusion_distance",
     "normalized_parameter_distance",
+    "normalized_prediction_distance",
     "performance_score",
     "performance_similarity",
+    "prediction_kl",
     "similarity_ratio",
 ]
 
@@ -49,6 +51,8 @@ def _to_numpy(a):
 
 def _y_columns(y_true) -> list[np.ndarray]:
     y = np.asarray(y_true)
+    if y.ndim in (1, 2) and y.shape[0] == 0:
+        raise ValueError("the set is empty: the metric needs at least one sample.")
     if y.ndim == 1:
         return [y]
     if y.ndim == 2:
@@ -119,6 +123,9 @@ def _proba_columns(obj, X, ys: list[np.ndarray], labels) -> tuple[list, list]:
         raise ValueError(f"the model has {len(probas)} outputs but y_true has {n_out}.")
     probas = [np.column_stack([1 - p, p]) if p.ndim == 1 else p.astype(np.float64, copy=False)
               for p in probas]
+    if not all(np.all(np.isfinite(p)) for p in probas):
+        raise ValueError("the predicted probabilities are not finite (a diverged model, e.g. an "
+                         "epsilon far too large for this model).")
     given = _labels_list(labels, n_out) if classes is None else None
     if classes is None:
         classes = given or [_infer_classes(y, p.shape[1], j)
@@ -460,6 +467,158 @@ def normalized_confusion_distance(y_true, unlearned, original, retrained, *, X=N
     return _ratio(to_re, to_orig)
 
 
+# ============================================================================== prediction space
+_KL_CLIP = 1e-12
+
+
+def _proba_outputs(obj, X, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-output probability matrices ``(n, K_j)`` and their classes, without ``y``."""
+    if _is_model(obj):
+        if X is None:
+            raise ValueError("X is required when models (not their outputs) are given.")
+        if not hasattr(obj, "predict_proba"):
+            raise TypeError(f"{type(obj).__name__} has no predict_proba, needed by this metric.")
+        out = obj.predict_proba(X)
+        classes = _model_classes(obj)
+    else:
+        out, classes = obj, None
+    if isinstance(out, (list, tuple)) and len(out) and all(np.ndim(p) == 2 for p in out):
+        probas = [_to_numpy(p).astype(np.float64, copy=False) for p in out]
+    else:
+        probas = [_to_numpy(out).astype(np.float64, copy=False)]
+    probas = [np.column_stack([1 - p, p]) if p.ndim == 1 else p for p in probas]
+    if classes is None:
+        given = _labels_list(labels, len(probas))
+        classes = given or [np.arange(p.shape[1]) for p in probas]
+    if len(classes) != len(probas):
+        raise ValueError(f"{len(probas)} probability outputs for {len(classes)} class lists.")
+    for j, (p, c) in enumerate(zip(probas, classes)):
+        if p.ndim != 2 or p.shape[1] != len(c):
+            raise ValueError(f"output {j}: probabilities of shape {p.shape} for {len(c)} classes.")
+        if p.shape[0] == 0:
+            raise ValueError("the set is empty: prediction distances need at least one row.")
+        if not np.all(np.isfinite(p)):
+            raise ValueError(f"output {j}: the predicted probabilities are not finite (a diverged "
+                             "model, e.g. an epsilon far too large for this model).")
+    return probas, classes
+
+
+def _mean_kl(a: tuple, b: tuple) -> float:
+    """Mean over rows of ``KL(p_a || p_b)``, averaged over outputs (``_proba_outputs`` pairs)."""
+    (Pa, ca), (Pb, cb) = a, b
+    if len(Pa) != len(Pb):
+        raise ValueError(f"the models have different numbers of outputs: {len(Pa)} and {len(Pb)}.")
+    kls = []
+    for j in range(len(Pa)):
+        if Pa[j].shape[0] != Pb[j].shape[0]:
+            raise ValueError(f"output {j}: {Pa[j].shape[0]} and {Pb[j].shape[0]} rows.")
+        classes = np.unique(np.concatenate([np.asarray(ca[j]), np.asarray(cb[j])]))
+        p = np.clip(_align(Pa[j], np.asarray(ca[j]), classes), _KL_CLIP, None)
+        q = np.clip(_align(Pb[j], np.asarray(cb[j]), classes), _KL_CLIP, None)
+        p /= p.sum(axis=1, keepdims=True)
+        q /= q.sum(axis=1, keepdims=True)
+        kls.append(float(np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1))))
+    return max(0.0, float(np.mean(kls)))  # KL >= 0; clamp rounding below 0
+
+
+def prediction_kl(model_a, model_b, X=None, *, labels=None) -> float:
+    """Mean Kullback-Leibler divergence ``KL(p_a || p_b)`` of two models' predicted distributions.
+
+    ``KL = (1/n) sum_i sum_c p_a(c|x_i) log(p_a(c|x_i) / p_b(c|x_i))`` over the rows ``x_i`` of
+    ``X``. Probabilities are clipped at ``1e-12`` (and each row renormalised) so that the value is
+    always finite. Class columns are aligned by label: a class one model does not know (e.g. a
+    reference retrained without that class) gets probability 0 there, hence ``1e-12`` after
+    clipping. Multi-output models (``predict_proba`` returns a list): mean over outputs.
+
+    Unlike performance-based measures, this compares the whole predicted distribution row by
+    row, so it stays informative when the models are equally accurate (random deletions).
+
+    Parameters
+    ----------
+    model_a, model_b : estimator or array-like
+        Fitted classifiers with ``predict_proba`` (their ``classes_`` label the columns), or their
+        probabilities on the rows: ``(n,)`` positive-class probabilities, ``(n, n_classes)``, or a
+        list of ``(n, n_classes_j)`` arrays for multi-output models.
+    X : array-like of shape (n_samples, n_features), default=None
+        The rows; required when estimators are given.
+    labels : array-like or list of array-like, default=None
+        Classes of the columns of probabilities given as arrays (default: ``0 .. K-1``).
+
+    Returns
+    -------
+    kl : float
+        ``>= 0``; 0 when both models predict the same distributions.
+
+    Raises
+    ------
+    ValueError
+        On an empty set, non-finite probabilities or mismatched shapes.
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import prediction_kl
+    >>> p = [[0.5, 0.5], [0.9, 0.1]]
+    >>> q = [[0.5, 0.5], [0.5, 0.5]]
+    >>> round(prediction_kl(p, q), 3)        # (0 + 0.9 log 1.8 + 0.1 log 0.2) / 2
+    0.184
+    >>> prediction_kl(p, p)
+    0.0
+    """
+    return _mean_kl(_proba_outputs(model_a, X, labels), _proba_outputs(model_b, X, labels))
+
+
+def _kl_ratio(to_retrained: float, original_to_retrained: float) -> float:
+    if original_to_retrained == 0:
+        return 0.0 if to_retrained == 0 else float("inf")
+    return float(to_retrained / original_to_retrained)
+
+
+def normalized_prediction_distance(unlearned, original, retrained, X=None, *,
+                                   labels=None) -> float:
+    """``KL(retrained || unlearned) / KL(retrained || original)`` of predicted distributions.
+
+    Both divergences are :func:`prediction_kl` on the same rows (usually the forget set ``S``).
+    0 means the unlearned model predicts exactly like the retrained reference, 1 that it is as far
+    from it as the original model, above 1 that it is farther (overshoot, or a wrecked model);
+    there is no upper bound. Convention: ``0/0 = 0`` (the original already predicts like the
+    reference, and so does the unlearned model); ``x/0 = inf`` for ``x > 0``. The result is never
+    NaN.
+
+    The KL is taken from the reference (``KL(re || .)``, the expected log-likelihood ratio under
+    the reference's predictions), so a model that puts little mass where the reference puts a
+    lot is penalised strongly.
+
+    Parameters
+    ----------
+    unlearned, original, retrained : estimator or array-like
+        Fitted classifiers or their probabilities on the rows (see :func:`prediction_kl`).
+    X : array-like of shape (n_samples, n_features), default=None
+        The rows; required when estimators are given.
+    labels : array-like or list of array-like, default=None
+        Classes of the columns of probabilities given as arrays.
+
+    Returns
+    -------
+    distance : float
+        ``>= 0`` (possibly ``inf``); lower is better.
+
+    Examples
+    --------
+    >>> from sklearn_ssse.metrics import normalized_prediction_distance
+    >>> original = [[0.9, 0.1], [0.2, 0.8]]
+    >>> retrained = [[0.6, 0.4], [0.4, 0.6]]
+    >>> normalized_prediction_distance(retrained, original, retrained)
+    0.0
+    >>> normalized_prediction_distance(original, original, retrained)
+    1.0
+    >>> normalized_prediction_distance(original, original, original)   # 0/0
+    0.0
+    """
+    re = _proba_outputs(retrained, X, labels)
+    return _kl_ratio(_mean_kl(re, _proba_outputs(unlearned, X, labels)),
+                     _mean_kl(re, _proba_outputs(original, X, labels)))
+
+
 # ============================================================================== parameters
 def _parameters(obj) -> np.ndarray:
     if hasattr(obj, "get_parameters"):
@@ -470,29 +629,124 @@ def _parameters(obj) -> np.ndarray:
     return _to_numpy(obj).astype(np.float64, copy=False).reshape(-1)
 
 
-def normalized_parameter_distance(unlearned, original, retrained) -> float:
+def _class_lists(classes) -> list[np.ndarray] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, list) and len(classes) and np.ndim(classes[0]) == 1:
+        return [np.asarray(c) for c in classes]
+    return [np.asarray(classes)]
+
+
+def _remaining_class_rows(hat, orig, re, classes, re_classes, centre: bool):
+    """The three vectors restricted to the classes the reference still knows (class-row layout).
+
+    Layout (that of the linear backend): per output, one row of ``p1`` parameters per class, one
+    row only for a binary output; outputs one after the other.
+    """
+    cls_o, cls_r = _class_lists(classes), _class_lists(re_classes)
+    if cls_o is None or cls_r is None:
+        raise ValueError(
+            f"parameter vectors of different lengths: {hat.shape[0]}, {orig.shape[0]}, "
+            f"{re.shape[0]} (did the reference lose a class?). Pass classes= and "
+            "retrained_classes= (or UnlearnableClassifier objects) to compare the classes "
+            "the reference still knows.")
+    if len(cls_o) != len(cls_r):
+        raise ValueError(f"the original has {len(cls_o)} outputs, the reference {len(cls_r)}.")
+    for j, (co, cr) in enumerate(zip(cls_o, cls_r)):
+        unknown = np.setdiff1d(cr, co)
+        if unknown.size:
+            raise ValueError(f"output {j}: the reference knows classes the original does not: "
+                             f"{unknown.tolist()}.")
+        if len(co) == 2 and len(cr) < 2:
+            raise ValueError(
+                f"output {j}: the original model is binary and the reference lost one of its two "
+                "classes; a single-class model has no parameters to compare. Class removal needs "
+                "at least 3 classes (or remove only part of a class: forget_size < 1).")
+    rows_o = [1 if len(c) == 2 else len(c) for c in cls_o]
+    rows_r = [1 if len(c) == 2 else len(c) for c in cls_r]
+    p1 = orig.shape[0] // sum(rows_o)
+    if p1 * sum(rows_o) != orig.shape[0] or p1 * sum(rows_r) != re.shape[0] \
+            or hat.shape != orig.shape:
+        raise ValueError(
+            f"parameter vectors of lengths {hat.shape[0]}, {orig.shape[0]}, {re.shape[0]} do not "
+            f"follow a class-row layout for classes {[c.tolist() for c in cls_o]} and "
+            f"{[c.tolist() for c in cls_r]}: cannot align them.")
+    out = ([], [], [])
+    o_off = r_off = 0
+    for j, (co, cr, ro, rr) in enumerate(zip(cls_o, cls_r, rows_o, rows_r)):
+        W = [v[o_off:o_off + ro * p1].reshape(ro, p1) for v in (hat, orig)]
+        Wr = re[r_off:r_off + rr * p1].reshape(rr, p1)
+        o_off, r_off = o_off + ro * p1, r_off + rr * p1
+        if len(co) == len(cr) and np.array_equal(co, cr):
+            for acc, w in zip(out, (*W, Wr)):
+                acc.append(w.ravel())
+            continue
+        keep = np.searchsorted(co, cr)
+        W = [w[keep] for w in W]
+        if len(cr) == 2:
+            if not centre:
+                raise ValueError(
+                    f"output {j}: the reference is binary (one sigmoid row) while the original "
+                    "has one-vs-rest rows; their parameters do not correspond.")
+            # sigmoid(z) = softmax([-z/2, z/2])[1]: the centred two-row form of a binary model
+            Wr = np.vstack([-Wr / 2, Wr / 2])
+        for acc, w in zip(out, (*W, Wr)):
+            acc.append((w - w.mean(axis=0) if centre else w).ravel())
+    return tuple(np.concatenate(a) for a in out)
+
+
+def _norm(v: np.ndarray) -> float:
+    """Euclidean norm without overflow for huge entries (a huge epsilon)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = float(np.max(np.abs(v))) if v.size else 0.0
+        if top == 0 or not np.isfinite(top):
+            return top
+        return top * float(np.linalg.norm(v / top))
+
+
+def normalized_parameter_distance(unlearned, original, retrained, *, classes=None,
+                                  retrained_classes=None, centre: bool = True) -> float:
     """``||theta_hat - theta_re|| / ||theta_orig - theta_re||`` (Euclidean norms).
 
     0 means the unlearned parameters equal the retrained ones; 1 means no closer than the
     original; values above 1 overshoot. If the original already equals the retrained model
-    (denominator 0) the result is 0 when the unlearned one equals them too, else ``inf``.
-    Only meaningful when the three parameter vectors share a layout (same classes, same
-    architecture; for neural networks the retrained reference may sit in another basin).
+    (denominator 0) the result is 0 when the unlearned one equals them too, else ``inf``; it is
+    never NaN. Only meaningful when the parameters of the three models correspond (for neural
+    networks the retrained reference may sit in another basin).
+
+    **Class removal.** A reference retrained without a whole class has fewer parameters. When
+    the lengths differ and the classes are known (``classes`` / ``retrained_classes``, or read
+    from ``classes_`` of the objects), the vectors are read in the class-row layout of linear
+    models (per output, one row of parameters ``[w_c, b_c]`` per class, a single row for a binary
+    output), only the rows of the classes the reference still knows are kept, and, with
+    ``centre=True``, each parameter column is centred across those classes: a softmax is
+    invariant to adding the same vector to every class row, so only the centred rows are
+    identifiable. A binary reference (left with 2 of 3 classes) is compared in its centred
+    two-row form ``[-w/2, w/2]``. Use ``centre=False`` for one-vs-rest models (independent
+    sigmoid rows).
 
     Parameters
     ----------
     unlearned, original, retrained : array-like, torch.Tensor or UnlearnableClassifier
         Flat parameter vectors, or objects with ``get_parameters()``.
+    classes : array-like or list of array-like, default=None
+        Classes of the unlearned and the original model (a list per output for multi-output
+        models); default: ``original.classes_`` when available. Only used when the lengths differ.
+    retrained_classes : array-like or list of array-like, default=None
+        Classes of the reference; default: ``retrained.classes_`` when available.
+    centre : bool, default=True
+        Centre each parameter column across the compared classes (softmax models).
 
     Returns
     -------
     distance : float
-        ``>= 0``; lower is better.
+        ``>= 0`` (possibly ``inf``); lower is better.
 
     Raises
     ------
     ValueError
-        If the vectors have different lengths (e.g. the reference lost a class).
+        If the vectors have different lengths and cannot be aligned by class, if a binary model's
+        reference lost a class, or if a parameter is NaN.
 
     Examples
     --------
@@ -501,15 +755,31 @@ def normalized_parameter_distance(unlearned, original, retrained) -> float:
     0.5
     >>> normalized_parameter_distance([1.0], [1.0], [1.0])
     0.0
+
+    Class removal: three classes with one parameter each; the reference lost class 2.
+
+    Class removal: four classes with one parameter each, the reference lost class 3. The rows
+    of classes 0-2, centred, are ``[1, -.5, -.5]`` (unlearned), ``[2, -1, -1]`` (original) and
+    ``[0, 0, 0]`` (reference):
+
+    >>> normalized_parameter_distance([1.5, 0.0, 0.0, 5.0], [3.0, 0.0, 0.0, 9.0], [0.0, 0.0, 0.0],
+    ...                               classes=[0, 1, 2, 3], retrained_classes=[0, 1, 2])
+    0.5
     """
+    if classes is None:
+        classes = getattr(original, "classes_", None)
+    if retrained_classes is None:
+        retrained_classes = getattr(retrained, "classes_", None)
     hat, orig, re = (_parameters(o) for o in (unlearned, original, retrained))
+    if any(np.isnan(v).any() for v in (hat, orig, re)):
+        raise ValueError("a parameter vector contains NaN (a diverged model?).")
     if not (hat.shape == orig.shape == re.shape):
-        raise ValueError(f"parameter vectors of different lengths: {hat.shape[0]}, "
-                         f"{orig.shape[0]}, {re.shape[0]} (did the reference lose a class?).")
-    num = float(np.linalg.norm(hat - re))
-    den = float(np.linalg.norm(orig - re))
+        hat, orig, re = _remaining_class_rows(hat, orig, re, classes, retrained_classes, centre)
+    num, den = _norm(hat - re), _norm(orig - re)
     if den == 0:
         return 0.0 if num == 0 else float("inf")
+    if np.isinf(den):
+        raise ValueError("the original or the reference has infinite parameters.")
     return num / den
 
 
@@ -567,9 +837,9 @@ def membership_inference_auc(model, X_forget, y_forget, X_heldout, y_heldout, *,
         sources = [(model, X_forget, y_forget), (model, X_heldout, y_heldout)]
     cols = []
     for obj, X, y in sources:
-        ys = _y_columns(y)
-        if len(ys[0]) == 0:
+        if len(y) == 0:
             raise ValueError("membership inference needs a non-empty forget set and held-out set.")
+        ys = _y_columns(y)
         cols.append((ys, *_proba_columns(obj, X, ys, labels)))
     (ys_f, P_f, c_f), (ys_h, P_h, c_h) = cols
     if len(ys_f) != len(ys_h):

@@ -7,7 +7,7 @@ fold. It then
 
 1. finds ``S`` inside the stored training data (``keep_training_data=True``) by exact multiset
    row matching (:func:`sklearn_ssse._rows.locate_rows`); test rows that are not training rows
-   are held-out data (only the membership-inference scorer uses them);
+   are held-out data (the membership-inference and forget/retain scorers use them);
 2. forgets ``S`` *functionally*: ``delta = forget_direction(S)`` and the unlearned model is
    ``with_parameters(theta + epsilon * delta)``, the estimator itself is never modified;
 3. fits the retrained reference ``clone(estimator.estimator)`` on the remaining rows ``D \\ S``
@@ -15,7 +15,9 @@ fold. It then
    when given, and in a small in-process cache);
 4. compares the unlearned, original and retrained models with :mod:`sklearn_ssse.metrics`.
 
-Every scorer is "higher is better": distances and ratios are negated.
+Every scorer is "higher is better": distances and ratios are negated. No scorer returns NaN: an
+undefined quantity raises a ``ValueError`` (``GridSearchCV`` reports it as a warning and a NaN
+score unless ``error_score="raise"``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 
 from .._rows import RowIndex
 from ._metrics import (
+    _kl_ratio,
+    _mean_kl,
     _parameters,
+    _proba_outputs,
     confusion_distance,
     membership_inference_auc,
     normalized_confusion_distance,
@@ -44,16 +49,15 @@ __all__ = [
     "UnlearningScorer",
     "clear_reference_cache",
     "confusion_distance_scorer",
+    "forget_retain_scorer",
     "make_unlearning_scorer",
     "membership_inference_scorer",
     "normalized_confusion_distance_scorer",
     "parameter_distance_scorer",
+    "prediction_distance_scorer",
     "reference_cache_info",
     "similarity_ratio_scorer",
 ]
-
-_KINDS = ("similarity_ratio", "confusion_distance", "normalized_confusion_distance",
-          "parameter_distance", "membership_inference")
 
 # ============================================================================== caches
 _REFERENCE_CACHE_SIZE = 16
@@ -189,7 +193,7 @@ class _Context:
         clf, X = _unwrap(estimator, X)
         if not hasattr(clf, "X_fit_"):
             raise ValueError(_NEEDS_DATA.format(name=name))
-        self.clf = clf
+        self.clf, self.name = clf, name
         X_fit, y_fit = clf.X_fit_, clf.y_fit_
         X = np.asarray(X, dtype=X_fit.dtype)
         y = np.asarray(y)
@@ -209,11 +213,23 @@ class _Context:
         delta = clf.forget_direction(self.X_S, self.y_S)
         self.delta = delta.detach().cpu().numpy() if hasattr(delta, "detach") else np.asarray(delta)
         self.original = clf.estimator_
+        self.remaining = np.asarray(clf.fit_mask_, dtype=bool).copy()
+        self.remaining[self.rows] = False
         self.retrained = None
         if reference:
-            remaining = np.asarray(clf.fit_mask_, dtype=bool).copy()
-            remaining[self.rows] = False
-            self.retrained = _reference(clf, remaining, digest)
+            self._check_remaining_classes(y_fit[self.remaining])
+            self.retrained = _reference(clf, self.remaining, digest)
+
+    def _check_remaining_classes(self, y_rem) -> None:
+        Y = y_rem.reshape(len(y_rem), -1)
+        for j in range(Y.shape[1]):
+            if len(np.unique(Y[:, j])) < 2:
+                where = f" (output {j})" if Y.shape[1] > 1 else ""
+                raise ValueError(
+                    f"{self.name}: without the forget set the training data holds a single "
+                    f"class{where}, so no reference can be retrained. Removing a whole class "
+                    "needs at least 3 classes; for a binary problem forget part of a class "
+                    "(ForgetSplit(strategy='class', forget_size < 1)).")
 
     def unlearned(self, epsilon: float):
         theta = self.theta + float(epsilon) * self.delta.astype(self.theta.dtype, copy=False)
@@ -224,6 +240,124 @@ class _Context:
                                           dtype=self.clf.dtype)
         return _parameters(backend.get_parameters())
 
+    def softmax_invariant(self) -> bool:
+        """Whether the model's predictions ignore a common shift of its class rows (softmax).
+
+        Probed on the model itself (no knowledge of the model family): every class row of each
+        output with more than two classes is shifted by the same random vector.
+        """
+        classes = self.clf.classes_
+        classes = classes if isinstance(classes, list) else [classes]
+        rows = [1 if len(c) == 2 else len(c) for c in classes]
+        p1 = len(self.theta) // sum(rows)
+        if p1 * sum(rows) != len(self.theta) or max(rows) < 3:
+            return True        # not a class-row layout: the metric reports it
+        shift = np.random.RandomState(0).normal(size=p1)
+        theta, off = self.theta.astype(np.float64, copy=True), 0
+        for r in rows:
+            if r > 2:
+                theta[off:off + r * p1] += np.tile(shift, r)
+            off += r * p1
+        X = self.X_S[:20]
+        a, b = self.clf.with_parameters(self.theta).predict_proba(X), \
+            self.clf.with_parameters(theta).predict_proba(X)
+        a, b = (a, b) if isinstance(a, list) else ([a], [b])
+        return all(np.allclose(p, q, rtol=1e-6, atol=1e-9) for p, q in zip(a, b))
+
+    def retained(self, n: int) -> np.ndarray:
+        """Rows to check what is kept: the held-out rows of the test fold if any, else up to
+        ``n`` remaining training rows drawn with a fixed seed."""
+        if len(self.X_H):
+            return self.X_H
+        idx = np.flatnonzero(self.remaining)
+        if len(idx) > n:
+            idx = np.sort(np.random.RandomState(0).choice(idx, size=n, replace=False))
+        return self.clf.X_fit_[idx]
+
+
+# ============================================================================== registry
+# one function per scorer kind: (scorer, context, epsilon, per-call cache) -> score (higher better)
+def _on_forget_set(ctx: _Context, cache: dict) -> tuple:
+    if "orig" not in cache:
+        cache["orig"] = _Outputs(ctx.original, ctx.X_S)
+        cache["re"] = _Outputs(ctx.retrained, ctx.X_S)
+    return cache["orig"], cache["re"]
+
+
+def _score_similarity_ratio(scorer, ctx, epsilon, cache) -> float:
+    orig, re = _on_forget_set(ctx, cache)
+    return -similarity_ratio(ctx.y_S, ctx.unlearned(epsilon), orig, re, X=ctx.X_S,
+                             metric=scorer.metric)
+
+
+def _score_confusion_distance(scorer, ctx, epsilon, cache) -> float:
+    _, re = _on_forget_set(ctx, cache)
+    return -confusion_distance(ctx.y_S, ctx.unlearned(epsilon), re, X=ctx.X_S)
+
+
+def _score_normalized_confusion_distance(scorer, ctx, epsilon, cache) -> float:
+    orig, re = _on_forget_set(ctx, cache)
+    return -normalized_confusion_distance(ctx.y_S, ctx.unlearned(epsilon), orig, re, X=ctx.X_S)
+
+
+def _score_parameter_distance(scorer, ctx, epsilon, cache) -> float:
+    if "theta_re" not in cache:
+        cache["theta_re"] = ctx.retrained_parameters()
+        cache["centre"] = len(cache["theta_re"]) == len(ctx.theta) or ctx.softmax_invariant()
+    theta_hat = ctx.theta + float(epsilon) * ctx.delta
+    return -normalized_parameter_distance(
+        theta_hat, ctx.theta, cache["theta_re"], classes=ctx.clf.classes_,
+        retrained_classes=getattr(ctx.retrained, "classes_", None), centre=cache["centre"])
+
+
+def _score_membership_inference(scorer, ctx, epsilon, cache) -> float:
+    if len(ctx.y_H) == 0:
+        raise ValueError("membership_inference_scorer needs held-out rows next to the "
+                         "forget set: use ForgetSplit(holdout_size=...).")
+    auc = membership_inference_auc(ctx.unlearned(epsilon), ctx.X_S, ctx.y_S, ctx.X_H, ctx.y_H,
+                                   attack=scorer.attack)
+    if scorer.target == "retrained":
+        if "auc_re" not in cache:
+            cache["auc_re"] = membership_inference_auc(ctx.retrained, ctx.X_S, ctx.y_S, ctx.X_H,
+                                                       ctx.y_H, attack=scorer.attack)
+        target = cache["auc_re"]
+    else:
+        target = float(scorer.target)
+    return -abs(auc - target)
+
+
+def _kl_to_reference(ctx: _Context, X, key: str, cache: dict, epsilon: float) -> float:
+    """``KL(re || hat) / KL(re || orig)`` on rows ``X`` (reference outputs cached under key)."""
+    if key not in cache:
+        re = _proba_outputs(ctx.retrained, X, None)
+        cache[key] = (re, _mean_kl(re, _proba_outputs(ctx.original, X, None)))
+    re, to_original = cache[key]
+    return _kl_ratio(_mean_kl(re, _proba_outputs(ctx.unlearned(epsilon), X, None)), to_original)
+
+
+def _score_prediction_distance(scorer, ctx, epsilon, cache) -> float:
+    return -_kl_to_reference(ctx, ctx.X_S, "kl_S", cache, epsilon)
+
+
+def _score_forget_retain(scorer, ctx, epsilon, cache) -> float:
+    if "X_R" not in cache:
+        cache["X_R"] = ctx.retained(scorer.n_retained)
+    on_forget = _kl_to_reference(ctx, ctx.X_S, "kl_S", cache, epsilon)
+    on_retained = _kl_to_reference(ctx, cache["X_R"], "kl_R", cache, epsilon)
+    return -(on_forget + on_retained) / 2
+
+
+_SCORE_FUNCS = {
+    "similarity_ratio": _score_similarity_ratio,
+    "confusion_distance": _score_confusion_distance,
+    "normalized_confusion_distance": _score_normalized_confusion_distance,
+    "parameter_distance": _score_parameter_distance,
+    "membership_inference": _score_membership_inference,
+    "prediction_distance": _score_prediction_distance,
+    "forget_retain": _score_forget_retain,
+}
+_KINDS = tuple(_SCORE_FUNCS)
+
 
 # ============================================================================== scorer
 class UnlearningScorer:
@@ -232,11 +366,12 @@ class UnlearningScorer:
     Build instances with :func:`make_unlearning_scorer`; see the module docstring for what a call
     does. Calling it returns a "higher is better" float for the estimator's own ``epsilon``;
     :meth:`score_epsilons` evaluates many epsilons in closed form from one erasure direction.
+    It never returns NaN: a quantity that is undefined raises a ``ValueError`` instead.
 
     Parameters
     ----------
     kind : {"similarity_ratio", "confusion_distance", "normalized_confusion_distance", \
-"parameter_distance", "membership_inference"}
+"parameter_distance", "membership_inference", "prediction_distance", "forget_retain"}
         The quantity (see :func:`make_unlearning_scorer`).
     metric : {"log_loss", "roc_auc", "accuracy"}, default="log_loss"
         Performance measure of the similarity ratio.
@@ -244,10 +379,12 @@ class UnlearningScorer:
         Membership-inference attack.
     target : float or "retrained", default="retrained"
         Membership-inference AUC aimed at.
+    n_retained : int, default=1000
+        Remaining training rows sampled by the ``"forget_retain"`` scorer.
     """
 
     def __init__(self, kind: str, *, metric: str = "log_loss", attack: str = "loss",
-                 target: float | str = "retrained"):
+                 target: float | str = "retrained", n_retained: int = 1000):
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}.")
         if metric not in ("roc_auc", "accuracy", "log_loss"):
@@ -256,11 +393,16 @@ class UnlearningScorer:
             raise ValueError(f"attack must be 'loss' or 'confidence', got {attack!r}.")
         if not (target == "retrained" or isinstance(target, (int, float))):
             raise ValueError(f"target must be a number or 'retrained', got {target!r}.")
+        if isinstance(n_retained, bool) or not isinstance(n_retained, (int, np.integer)) \
+                or n_retained < 1:
+            raise ValueError(f"n_retained must be a positive int, got {n_retained!r}.")
         self.kind, self.metric, self.attack, self.target = kind, metric, attack, target
+        self.n_retained = int(n_retained)
 
     def __repr__(self) -> str:
         opts = {"similarity_ratio": f", metric={self.metric!r}",
-                "membership_inference": f", attack={self.attack!r}, target={self.target!r}"}
+                "membership_inference": f", attack={self.attack!r}, target={self.target!r}",
+                "forget_retain": f", n_retained={self.n_retained}"}
         return f"make_unlearning_scorer({self.kind!r}{opts.get(self.kind, '')})"
 
     @property
@@ -275,7 +417,7 @@ class UnlearningScorer:
         estimator : UnlearnableClassifier or Pipeline
             Fitted with ``keep_training_data=True``; not modified.
         X : array-like of shape (n_samples, n_features)
-            The forget set (plus held-out rows for membership inference).
+            The forget set (plus held-out rows for membership inference and ``forget_retain``).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Its labels.
         **kwargs : dict
@@ -284,7 +426,7 @@ class UnlearningScorer:
         Returns
         -------
         score : float
-            Higher is better.
+            Higher is better; never NaN.
         """
         clf = estimator[-1] if isinstance(estimator, Pipeline) else estimator
         epsilon = getattr(clf, "epsilon", 1.0)  # a non-unlearnable estimator fails in the context
@@ -298,7 +440,7 @@ class UnlearningScorer:
         estimator : UnlearnableClassifier or Pipeline
             Fitted with ``keep_training_data=True``; not modified.
         X : array-like of shape (n_samples, n_features)
-            The forget set (plus held-out rows for membership inference).
+            The forget set (plus held-out rows for membership inference and ``forget_retain``).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Its labels.
         epsilons : array-like of float
@@ -308,48 +450,27 @@ class UnlearningScorer:
         -------
         scores : ndarray of shape (n_epsilons,)
             ``scores[i]`` equals ``self(estimator with epsilon=epsilons[i], X, y)``.
+
+        Raises
+        ------
+        ValueError
+            When the score is undefined (see the metric functions); never returns NaN.
         """
         epsilons = np.asarray(epsilons, dtype=float).reshape(-1)
         need_ref = self.kind != "membership_inference" or self.target == "retrained"
         ctx = _Context(estimator, X, y, name=self._name, reference=need_ref)
         cache: dict = {}
-        return np.array([self._score(ctx, e, cache) for e in epsilons], dtype=float)
-
-    def _score(self, ctx: _Context, epsilon: float, cache: dict) -> float:
-        kind = self.kind
-        hat = ctx.unlearned(epsilon)
-        if kind == "parameter_distance":
-            if "theta_re" not in cache:
-                cache["theta_re"] = ctx.retrained_parameters()
-            theta_hat = ctx.theta + float(epsilon) * ctx.delta
-            return -normalized_parameter_distance(theta_hat, ctx.theta, cache["theta_re"])
-        if kind == "membership_inference":
-            if len(ctx.y_H) == 0:
-                raise ValueError("membership_inference_scorer needs held-out rows next to the "
-                                 "forget set: use ForgetSplit(holdout_size=...).")
-            auc = membership_inference_auc(hat, ctx.X_S, ctx.y_S, ctx.X_H, ctx.y_H,
-                                           attack=self.attack)
-            if self.target == "retrained":
-                if "auc_re" not in cache:
-                    cache["auc_re"] = membership_inference_auc(
-                        ctx.retrained, ctx.X_S, ctx.y_S, ctx.X_H, ctx.y_H, attack=self.attack)
-                target = cache["auc_re"]
-            else:
-                target = float(self.target)
-            return -abs(auc - target)
-        if "orig" not in cache:
-            cache["orig"] = _Outputs(ctx.original, ctx.X_S)
-            cache["re"] = _Outputs(ctx.retrained, ctx.X_S)
-        orig, re = cache["orig"], cache["re"]
-        if kind == "similarity_ratio":
-            return -similarity_ratio(ctx.y_S, hat, orig, re, X=ctx.X_S, metric=self.metric)
-        if kind == "confusion_distance":
-            return -confusion_distance(ctx.y_S, hat, re, X=ctx.X_S)
-        return -normalized_confusion_distance(ctx.y_S, hat, orig, re, X=ctx.X_S)
+        score = _SCORE_FUNCS[self.kind]
+        out = np.array([score(self, ctx, e, cache) for e in epsilons], dtype=float) + 0.0  # no -0
+        if np.isnan(out).any():   # a safety net: every metric is meant to raise instead
+            bad = epsilons[np.isnan(out)].tolist()
+            raise ValueError(f"{self._name} is undefined (NaN) for epsilon={bad}.")
+        return out
 
 
 def make_unlearning_scorer(kind: str, *, metric: str = "log_loss", attack: str = "loss",
-                           target: float | str = "retrained") -> UnlearningScorer:
+                           target: float | str = "retrained",
+                           n_retained: int = 1000) -> UnlearningScorer:
     """Make a scorer ``(estimator, X, y) -> float`` for tuning SSSE (higher is better).
 
     ``X, y`` is the forget set ``S`` (the "test" fold of
@@ -357,20 +478,37 @@ def make_unlearning_scorer(kind: str, *, metric: str = "log_loss", attack: str =
     :class:`~sklearn_ssse.UnlearnableClassifier` with ``keep_training_data=True`` (or a Pipeline
     ending in one; the preprocessing is then not refitted for the reference). The estimator is
     never modified: ``S`` is forgotten on a functional copy with parameters
-    ``theta + epsilon * delta``.
+    ``theta + epsilon * delta``. Scores are never NaN: an undefined quantity raises a
+    ``ValueError``. Note that ``GridSearchCV`` turns an exception raised while scoring into a
+    warning and a NaN score unless ``error_score="raise"``; pass it to see the error.
 
     Parameters
     ----------
     kind : str
-        What is scored, always on ``S``:
+        What is scored (``hat``: the unlearned model, ``orig``: the original, ``re``: the
+        reference retrained on ``D \\ S``):
 
-        - ``"similarity_ratio"``: ``-similarity_ratio(hat, original, retrained)``;
-        - ``"confusion_distance"``: ``-confusion_distance(hat, retrained)``;
-        - ``"normalized_confusion_distance"``: ``-normalized_confusion_distance(hat, original,
-          retrained)``;
-        - ``"parameter_distance"``: ``-normalized_parameter_distance(hat, original, retrained)``;
+        - ``"similarity_ratio"``: ``-similarity_ratio(hat, orig, re)`` on ``S``;
+        - ``"confusion_distance"``: ``-confusion_distance(hat, re)`` on ``S``;
+        - ``"normalized_confusion_distance"``: ``-normalized_confusion_distance(hat, orig, re)``
+          on ``S``;
+        - ``"parameter_distance"``: ``-normalized_parameter_distance(hat, orig, re)``; on a
+          class removal only the classes the reference still knows are compared (centred rows,
+          see :func:`~sklearn_ssse.metrics.normalized_parameter_distance`);
         - ``"membership_inference"``: ``-|membership_inference_auc(hat, S, H) - target|`` with
-          the held-out rows ``H`` of the test fold (``ForgetSplit(holdout_size=...)``).
+          the held-out rows ``H`` of the test fold (``ForgetSplit(holdout_size=...)``);
+        - ``"prediction_distance"``: ``-r_S`` with ``r_A = KL_A(re || hat) / KL_A(re || orig)``
+          (:func:`~sklearn_ssse.metrics.normalized_prediction_distance` on ``A``);
+        - ``"forget_retain"``: ``-(r_S + r_R) / 2`` where ``R`` are the held-out rows of the
+          test fold when there are any, else up to ``n_retained`` remaining training rows
+          (``D \\ S``) drawn with a fixed seed. 0 = predicts like the reference on the forget
+          set and on the rows that stay; ``epsilon = 0`` scores exactly -1 (both ratios are 1,
+          barring the ``0/0 = 0`` convention).
+          Since ``r_S >= 0``, an epsilon that wrecks the model, i.e. predicts the kept rows more
+          than twice as far from the reference as the original does (``r_R > 2``; a huge
+          epsilon gives ``r_R`` in the hundreds or thousands), always scores below
+          ``epsilon = 0``, however well it fits ``S``. On a class removal this is what stops the
+          overshoot that scores on ``S`` alone reward.
     metric : {"log_loss", "roc_auc", "accuracy"}, default="log_loss"
         Performance measure ``P_S`` of the similarity ratio. The scorer defaults to the log-loss
         (unlike :func:`~sklearn_ssse.metrics.similarity_ratio`, which follows the design's ROC
@@ -384,6 +522,9 @@ def make_unlearning_scorer(kind: str, *, metric: str = "log_loss", attack: str =
     target : float or "retrained", default="retrained"
         Membership-inference AUC aimed at: the retrained model's AUC on the same sets (what
         exact unlearning would give; it is near, not at, 0.5), or a number such as 0.5.
+    n_retained : int, default=1000
+        Number of remaining training rows ``"forget_retain"`` checks when the test fold has no
+        held-out rows.
 
     Returns
     -------
@@ -407,8 +548,13 @@ def make_unlearning_scorer(kind: str, *, metric: str = "log_loss", attack: str =
     -1.0
     >>> bool(s1 > -0.3)         # the Newton step lands much closer to the retrained model
     True
+    >>> scorer = make_unlearning_scorer("forget_retain")
+    >>> s0, s1, s100 = scorer.score_epsilons(clf, X[:20], y[:20], [0.0, 1.0, 100.0])
+    >>> float(s0), bool(s1 > -0.3), bool(s100 < s0)
+    (-1.0, True, True)
     """
-    return UnlearningScorer(kind, metric=metric, attack=attack, target=target)
+    return UnlearningScorer(kind, metric=metric, attack=attack, target=target,
+                            n_retained=n_retained)
 
 
 similarity_ratio_scorer = make_unlearning_scorer("similarity_ratio")
@@ -416,3 +562,5 @@ confusion_distance_scorer = make_unlearning_scorer("confusion_distance")
 normalized_confusion_distance_scorer = make_unlearning_scorer("normalized_confusion_distance")
 parameter_distance_scorer = make_unlearning_scorer("parameter_distance")
 membership_inference_scorer = make_unlearning_scorer("membership_inference")
+prediction_distance_scorer = make_unlearning_scorer("prediction_distance")
+forget_retain_scorer = make_unlearning_scorer("forget_retain")

@@ -48,7 +48,9 @@ class ForgetSplit(BaseCrossValidator):
         ``"class"``: the paper's single-class removal, every sample of ``S`` has the same class
         (``forget_class``, or one drawn at random per split, proportionally to class size);
         ROC AUC is undefined on such a set, so score it with ``metric="accuracy"`` or
-        ``"log_loss"``.
+        ``"log_loss"``. ``forget_size=1.0`` removes the whole class: the reference then has one
+        class fewer (the parameter distance compares the remaining classes), and a binary
+        problem is refused (a single class is left).
     forget_class : object, default=None
         Class to forget from with ``strategy="class"``; ``None`` draws one per split.
     holdout_size : int or float, default=None
@@ -136,6 +138,12 @@ class ForgetSplit(BaseCrossValidator):
         groups : object
             Ignored.
 
+        Raises
+        ------
+        ValueError
+            If the data left without a forget set holds a single class (in any column of ``y``):
+            no reference model could be retrained on it.
+
         Yields
         ------
         train : ndarray of int
@@ -151,6 +159,7 @@ class ForgetSplit(BaseCrossValidator):
             seed = rng.randint(np.iinfo(np.int32).max)
             forget = np.sort(self._draw_forget(n, y, seed))
             if self.holdout_size is None:
+                self._check_remaining(y, forget)
                 yield everything.copy(), forget
                 continue
             rest = np.setdiff1d(everything, forget)
@@ -159,7 +168,27 @@ class ForgetSplit(BaseCrossValidator):
                 raise ValueError(f"holdout_size={self.holdout_size} leaves no training sample "
                                  f"besides the forget set ({len(forget)} of {n}).")
             hold = np.sort(np.random.RandomState(seed + 1).choice(rest, size=m, replace=False))
+            self._check_remaining(y, np.r_[forget, hold])
             yield np.setdiff1d(everything, hold), np.r_[forget, hold]
+
+    @staticmethod
+    def _check_remaining(y, removed: np.ndarray) -> None:
+        """Refuse a split whose remaining data holds a single class: no reference can be
+        retrained on it, and the scorers would fail on every candidate (a GridSearchCV with the
+        default error_score turns that into NaN scores; an error here stops it at once)."""
+        if y is None:
+            return
+        Y = np.asarray(y)
+        Y = Y.reshape(len(Y), -1)
+        keep = np.ones(len(Y), dtype=bool)
+        keep[removed] = False
+        for j in range(Y.shape[1]):
+            if len(np.unique(Y[keep, j])) < 2:
+                where = f" (column {j})" if Y.shape[1] > 1 else ""
+                raise ValueError(
+                    f"ForgetSplit: without the forget (and held-out) rows y holds a single "
+                    f"class{where}, so no reference model can be retrained. Removing a whole "
+                    "class needs at least 3 classes; for a binary problem use forget_size < 1.")
 
     def _draw_forget(self, n: int, y, seed: int) -> np.ndarray:
         if self.strategy == "random":

@@ -105,7 +105,8 @@ def epsilon_sweep(estimator, X, y, *, epsilons=None, scoring=None, cv=None,
         Scorers as in ``GridSearchCV``: a callable ``(estimator, X, y)``, names of unlearning
         scorers (``"similarity_ratio"``, ``"confusion_distance"``,
         ``"normalized_confusion_distance"``, ``"parameter_distance"``,
-        ``"membership_inference"``), or a dict name -> scorer. ``None``:
+        ``"membership_inference"``, ``"prediction_distance"``, ``"forget_retain"``), or a dict
+        name -> scorer. ``None``:
         ``{"similarity_ratio": similarity_ratio_scorer,
         "parameter_distance": parameter_distance_scorer}``. Scorers without
         ``score_epsilons`` are called once per epsilon on a shallow copy of the fitted model.
