@@ -48,6 +48,7 @@ DEFAULT_OUT = HERE / "results"
 ARGS: dict[str, tuple[list[str], list[str]]] = {
     "digits": (["--repeat", "5"], ["--repeat", "2"]),
     "grid_search": ([], ["--dataset", "cancer"]),
+    "fidelity": (["--datasets", "cells", "caravan", "tissue", "mnist5k"], ["--quick"]),
     "torch_fmnist": (["--threads", "1"],
                      ["--threads", "1", "--n-train", "5000", "--epochs", "1",
                       "--woodbury-m", "512", "--block-samples", "1024", "--k", "1", "60"]),
