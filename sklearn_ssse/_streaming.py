@@ -321,7 +321,8 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
         own ``p(.|x)`` (keyed by this salt, see :func:`factor_rows`) instead of ``q`` rows.
     exact_diagonal : bool, default=False
         Low-rank kinds: accumulate the exact diagonal of the data term over *every* sample
-        (backends with a closed form only) and give it to the operator's diagonal base (see
+        (backends whose ``curvature_diagonal`` has a closed form; ignored where it returns
+        ``None``) and give it to the operator's diagonal base (see
         :meth:`~sklearn_ssse._curvature.OperatorBuilder.finalize`).
 
     Returns
@@ -364,7 +365,10 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
         n += len(Xc)
         if exact_diagonal:
             part = backend.curvature_diagonal(Xc, yc, curvature)
-            diagonal = part if diagonal is None else diagonal + part
+            if part is None:  # no closed form: the base stays the damping
+                exact_diagonal = False
+            else:
+                diagonal = part if diagonal is None else diagonal + part
         if sampler is not None:
             sampler.add(Xc, yc)
         else:
@@ -454,7 +458,7 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
     slices = op.gram_slices
     if (USE_GRAM_HOOK and slices is not None and hasattr(backend, "curvature_gram")
             and label_salt is None
-            and len(X) * backend.curvature_rows(X[:1], y[:1], curvature).shape[1]
+            and len(X) * backend.factor_rows_per_sample(curvature)
             > REFACTOR_RATIO * min(s.stop - s.start for s in slices)):
         # many rows: subtract the closed-form Gram matrices and refactor the dense blocks
         grams, step = None, max(chunk_size, GRAM_CHUNK)

@@ -22,7 +22,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ._backends import BACKENDS, BaseBackend, select_backend
+from ._backends import BACKENDS, select_backend
 from ._config import FitConfig
 from ._hashing import multiset, multiset_remove, new_salt, row_digests
 from ._persistence import from_portable, to_portable
@@ -289,8 +289,7 @@ def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
     # the low-rank kind keeps one row per sample: GGN rows at labels drawn from p(.|x)
     sampled = (low_rank and config["curvature"] == "ggn"
                and backend.factor_rows_per_sample("ggn") > 1)
-    exact_diagonal = (low_rank and WOODBURY_EXACT_DIAGONAL and type(backend).curvature_diagonal
-                      is not BaseBackend.curvature_diagonal and config["fisher_batch_size"] == 1)
+    exact_diagonal = low_rank and WOODBURY_EXACT_DIAGONAL and config["fisher_batch_size"] == 1
     state = accumulate_curvature(
         backend, chunks, kind=kind, curvature=config["curvature"], damping=damping,
         blocks=blocks, block_size=config["block_size"] if kind == "block" else None,
@@ -840,11 +839,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 curvature=self.config_.curvature, chunk_size=self.config_.chunk_size,
                 label_salt=getattr(self, "_label_salt", None))
 
-    def _erasure(self, X, y):
+    def _erasure(self, X, y, keep_curvature: bool = False):
         """``(delta, g, curvature, record)``: the displacement of an erasure at epsilon=1 (no
         mutation), the summed gradient of the forget set at the current parameters, and the
-        curvature without the erased terms at ``theta_fit_`` (``None`` when not computed) with
-        its sampled-row record::
+        curvature without the erased terms at ``theta_fit_`` with its sampled-row record
+        (computed for the leave-out step, or when ``keep_curvature``; else ``None``)::
 
             full:       delta = F_D^{-1} g / (n - k) = n M^{-1} g / (n - k)
             leave_out:  delta = F_{D\\S}^{-1} g / (n - k) = (M - B_S)^{-1} g
@@ -858,7 +857,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise FloatingPointError("the gradients of the forget set are not finite; nothing "
                                      "was changed")
         down = sample = None
-        if cfg.step == "leave_out" or cfg.update_curvature:
+        if cfg.step == "leave_out" or keep_curvature:
             down, sample = self._downdate(X, y)
         if cfg.step == "full":
             return self.curvature_.solve(g) / (self.n_samples_ - k), g, down, sample
@@ -980,7 +979,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                           UntrackedSampleWarning, stacklevel=3)  # the caller of forget
 
         # 2. the step, computed aside
-        delta, g, down, down_sample = self._erasure(X, y)
+        delta, g, down, down_sample = self._erasure(
+            X, y, keep_curvature=self.config_.update_curvature)
         theta_old = self.backend_.get_parameters()
         if eps == 0.0:
             theta = theta_old.clone()

@@ -106,8 +106,8 @@ def test_non_finite_solve(model, monkeypatch):
     clf, X, y = model
     real = type(clf)._erasure
 
-    def erasure(self, *args):
-        delta, *rest = real(self, *args)
+    def erasure(self, *args, **kwargs):
+        delta, *rest = real(self, *args, **kwargs)
         return (delta * torch.inf, *rest)
 
     with monkeypatch.context() as m:

@@ -29,6 +29,13 @@ import numpy as np
 import torch
 
 
+def draw_labels(P: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Class indices drawn from the rows of ``P`` (probabilities, shape ``(n, C)``) by the
+    inverse CDF at the uniforms ``u`` (shape ``(n,)``): the same ``u`` gives the same draw."""
+    cdf = np.cumsum(P, axis=1)
+    return np.minimum((cdf < np.asarray(u)[:, None] * cdf[:, -1:]).sum(1), P.shape[1] - 1)
+
+
 class BaseBackend(ABC):
     """Adapter exposing a fitted estimator's parameters, gradients and curvature factors.
 

@@ -35,7 +35,7 @@ from scipy.special import expit, softmax
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.multioutput import MultiOutputClassifier
 
-from ._base import BaseBackend
+from ._base import BaseBackend, draw_labels
 
 _NO_PROBA = ("{name} does not model p(y|x) (no log-likelihood loss), so it cannot be unlearned "
              "with SSSE. Use LogisticRegression or SGDClassifier(loss='log_loss').")
@@ -165,9 +165,7 @@ class _SingleLinear:
             return self.ggn_rows(X)
         Xa = self._augment(X)
         P = self._probs(Xa)
-        cdf = np.cumsum(P, axis=1)
-        idx = np.minimum((cdf < np.asarray(u)[:, None] * cdf[:, -1:]).sum(1), self.n_classes - 1)
-        R = P - np.eye(self.n_classes)[idx]
+        R = P - np.eye(self.n_classes)[draw_labels(P, u)]
         return (R[:, :, None] * Xa[:, None, :]).reshape(len(X), 1, -1)
 
     def diagonal(self, X, y, curvature: str) -> np.ndarray:

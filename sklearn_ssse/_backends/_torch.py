@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, jacrev, vmap
 
-from ._base import BaseBackend
+from ._base import BaseBackend, draw_labels
 
 try:  # skorch is a dependency, but keep the module importable without it
     from skorch import NeuralNetClassifier
@@ -558,9 +558,7 @@ class TorchBackend(BaseBackend):
         ``(n, 1, n_params)``; one per-sample gradient per row instead of ``C`` GGN rows."""
         with self._eval_mode():
             P = np.asarray(self.estimator.predict_proba(np.asarray(X)), dtype=np.float64)
-        cdf = np.cumsum(P, axis=1)
-        idx = np.minimum((cdf < np.asarray(u)[:, None] * cdf[:, -1:]).sum(1), P.shape[1] - 1)
-        return self.curvature_rows(X, idx.astype(np.int64), "empirical_fisher")
+        return self.curvature_rows(X, draw_labels(P, u).astype(np.int64), "empirical_fisher")
 
     def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
         """Factor rows of the curvature, shape ``(n, q, n_params)``.

@@ -92,19 +92,24 @@ def _infer_classes(y_col: np.ndarray, n_columns: int, j: int) -> np.ndarray:
     )
 
 
+def _model_proba(obj, X):
+    """``(predict_proba(X), classes)`` of a model, or ``(obj, None)`` for given probabilities."""
+    if not _is_model(obj):
+        return obj, None
+    if X is None:
+        raise ValueError("X is required when models (not their outputs) are given.")
+    if not hasattr(obj, "predict_proba"):
+        raise TypeError(f"{type(obj).__name__} has no predict_proba, needed by this metric.")
+    return obj.predict_proba(X), _model_classes(obj)
+
+
 def _proba_columns(obj, X, ys: list[np.ndarray], labels) -> tuple[list, list]:
     """Per-output probability matrices (n, K_j) and their classes."""
     n_out = len(ys)
+    out, classes = _model_proba(obj, X)
     if _is_model(obj):
-        if X is None:
-            raise ValueError("X is required when models (not their outputs) are given.")
-        if not hasattr(obj, "predict_proba"):
-            raise TypeError(f"{type(obj).__name__} has no predict_proba, needed by this metric.")
-        out = obj.predict_proba(X)
-        classes = _model_classes(obj)
         per_output = isinstance(out, (list, tuple))
     else:
-        out, classes = obj, None
         n = len(ys[0])
         per_output = (isinstance(out, (list, tuple)) and n_out > 1 and len(out) == n_out
                       and all(np.ndim(p) >= 1 and len(p) == n for p in out))
@@ -473,15 +478,7 @@ _KL_CLIP = 1e-12
 
 def _proba_outputs(obj, X, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per-output probability matrices ``(n, K_j)`` and their classes, without ``y``."""
-    if _is_model(obj):
-        if X is None:
-            raise ValueError("X is required when models (not their outputs) are given.")
-        if not hasattr(obj, "predict_proba"):
-            raise TypeError(f"{type(obj).__name__} has no predict_proba, needed by this metric.")
-        out = obj.predict_proba(X)
-        classes = _model_classes(obj)
-    else:
-        out, classes = obj, None
+    out, classes = _model_proba(obj, X)
     if isinstance(out, (list, tuple)) and len(out) and all(np.ndim(p) == 2 for p in out):
         probas = [_to_numpy(p).astype(np.float64, copy=False) for p in out]
     else:
