@@ -25,7 +25,8 @@ started at the original parameters). Without that, the optimizer's own error (lb
 ``tol=1e-4``) would be of the size of the step being measured. The machine's load average is
 printed with the results: the box is shared, so timings are indicative.
 
-Run: ``python benchmarks/bench_fmnist_linear.py [--n-samples 60000] [--quick] [--out FILE]``
+Run: ``python benchmarks/bench_fmnist_linear.py [--n-samples 60000] [--quick] [--out FILE]
+[--data-dir DIR]``
 (about 10 minutes on 2 idle cores at full size; ``--quick`` uses 6,000 samples).
 """
 
@@ -175,7 +176,10 @@ def newton_polish(obj: _Objective, theta, precond, gtol: float, max_newton: int 
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-samples", type=int, default=60000, help="training rows used")
-    parser.add_argument("--data-path", default=None, help="folder of the Fashion-MNIST IDX files")
+    parser.add_argument("--data-dir", "--data-path", dest="data_path", default=None,
+                        help="folder of the Fashion-MNIST IDX files (default: "
+                        "$SKLEARN_SSSE_FASHION_MNIST or /usr/share/datasets/fashion-mnist); "
+                        "without them the benchmark is skipped with a message")
     parser.add_argument("--C", type=float, default=0.1, help="LogisticRegression's C")
     parser.add_argument("--max-iter", type=int, default=1000, help="lbfgs iterations (retrain)")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 60, 600, 6000],
@@ -207,8 +211,12 @@ def main(argv=None) -> str:
     rng = np.random.default_rng(args.seed)
     t_start = time.perf_counter()
 
-    X, y = load_fashion_mnist(args.data_path, kind="train", n_samples=args.n_samples)
-    X_test, y_test = load_fashion_mnist(args.data_path, kind="test")
+    try:
+        X, y = load_fashion_mnist(args.data_path, kind="train", n_samples=args.n_samples)
+        X_test, y_test = load_fashion_mnist(args.data_path, kind="test")
+    except FileNotFoundError as exc:
+        print(f"_skipped: this benchmark needs Fashion-MNIST: {exc}._")
+        return ""
     n, n_classes = len(X), 10
     d = (X.shape[1] + 1) * n_classes
     base = LogisticRegression(C=args.C, max_iter=args.max_iter)

@@ -47,7 +47,7 @@ CONFIGS = {
 }
 
 
-def load(name: str, n_train: int | None, seed: int):
+def load(name: str, n_train: int | None, seed: int, data_dir=None):
     if name == "digits":
         from sklearn_ssse.datasets import load_digits_split
 
@@ -62,8 +62,8 @@ def load(name: str, n_train: int | None, seed: int):
     elif name == "fmnist":
         from sklearn_ssse.datasets import load_fashion_mnist
 
-        X_train, y_train = load_fashion_mnist(kind="train", n_samples=n_train or 6000)
-        X_test, y_test = load_fashion_mnist(kind="test", n_samples=2000)
+        X_train, y_train = load_fashion_mnist(data_dir, kind="train", n_samples=n_train or 6000)
+        X_test, y_test = load_fashion_mnist(data_dir, kind="test", n_samples=2000)
     else:
         raise ValueError(name)
     if n_train is not None and len(X_train) > n_train:
@@ -144,11 +144,19 @@ def main(argv=None) -> str:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="200 deletions, 4 checkpoints")
     parser.add_argument("--figures", default=None, help="folder for a PNG of the drift")
+    parser.add_argument("--data-dir", default=None,
+                        help="--dataset fmnist: folder of the Fashion-MNIST IDX files (default: "
+                        "$SKLEARN_SSSE_FASHION_MNIST or /usr/share/datasets/fashion-mnist); "
+                        "without them the benchmark is skipped with a message")
     args = parser.parse_args(argv)
     if args.quick:
         args.deletions, args.every = 200, 50
 
-    X, X_test, y, y_test = load(args.dataset, args.n_train, args.seed)
+    try:
+        X, X_test, y, y_test = load(args.dataset, args.n_train, args.seed, args.data_dir)
+    except FileNotFoundError as exc:
+        print(f"_skipped: --dataset {args.dataset} needs Fashion-MNIST: {exc}._")
+        return ""
     if args.deletions >= len(X):
         raise SystemExit(f"--deletions {args.deletions} >= {len(X)} training samples")
     base = LogisticRegression(C=args.C, max_iter=20000, tol=1e-10)

@@ -5,6 +5,7 @@ One entry point (also ``python -m sklearn_ssse bench``)::
     python benchmarks/run_all.py            # full sizes (tens of minutes)
     python benchmarks/run_all.py --quick    # small sizes (a few minutes)
     python benchmarks/run_all.py --only digits figures --out /tmp/results
+    python benchmarks/run_all.py --data-dir ~/data/fashion-mnist
     python benchmarks/run_all.py --list
 
 Each job runs in its own subprocess (a crash or the memory of one benchmark does not affect the
@@ -20,14 +21,18 @@ Jobs:
   script's ``--help`` offers it; ``--figures DIR`` when it offers that, so that it can write
   PNGs next to the report);
 * ``figures``: the gallery examples (``examples/plot_*.py``: the paper's Figures 1-3 on digits);
-* ``cli_fmnist``: ``sklearn-ssse evaluate`` on Fashion-MNIST, single-class removal (skipped when
-  the data is not installed).
+* ``cli_fmnist``: ``sklearn-ssse evaluate`` on Fashion-MNIST, single-class removal.
+
+The jobs that need Fashion-MNIST (:data:`NEEDS_FMNIST`) read it from ``--data-dir`` (default:
+``$SKLEARN_SSSE_FASHION_MNIST``, else the Debian package's ``/usr/share/datasets/fashion-mnist``);
+without the files they are reported as skipped, with the reason, and the run still succeeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -54,6 +59,20 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
                       "--woodbury-m", "512", "--block-samples", "1024", "--k", "1", "60"]),
 }
 
+#: jobs that read Fashion-MNIST (skipped, with a message, when its IDX files are absent)
+NEEDS_FMNIST = {"fmnist_linear", "torch_fmnist", "cli_fmnist"}
+FMNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+def fmnist_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """The Fashion-MNIST folder: ``data_dir``, else the environment's or the Debian default."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    from sklearn_ssse.datasets import FASHION_MNIST_DIR
+
+    return Path(os.environ.get("SKLEARN_SSSE_FASHION_MNIST") or FASHION_MNIST_DIR)
+
 
 @dataclass
 class Job:
@@ -64,11 +83,21 @@ class Job:
     commands: list[list[str]]
     needs: list[Path] = field(default_factory=list)
     cwd: Path = ROOT
+    why: str = ""  # what the files of ``needs`` are, for the skip message
 
     def missing(self) -> list[Path]:
         return [p for p in self.needs if not p.exists()]
 
+    def skip_message(self) -> str:
+        missing = self.missing()
+        if not missing:
+            return ""
+        if self.why:
+            return f"skipped: needs {self.why}; missing: {', '.join(p.name for p in missing)}"
+        return f"skipped: {', '.join(str(p) for p in missing)} not found"
 
+
+@functools.cache
 def _script_help(script: Path) -> str:
     try:
         proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
@@ -78,8 +107,12 @@ def _script_help(script: Path) -> str:
         return ""
 
 
-def discover(quick: bool, out: Path) -> list[Job]:
+def discover(quick: bool, out: Path, data_dir: str | os.PathLike | None = None) -> list[Job]:
     """Every job, benchmark scripts first (sorted by name), then the figures."""
+    data = fmnist_dir(data_dir)
+    fmnist = dict(needs=[data / f for f in FMNIST_FILES],
+                  why=f"Fashion-MNIST in {data} (pass --data-dir DIR or install the Debian "
+                      "package dataset-fashion-mnist)")
     jobs = []
     for script in sorted(HERE.glob("bench_*.py")):
         name = script.stem.removeprefix("bench_")
@@ -91,20 +124,21 @@ def discover(quick: bool, out: Path) -> list[Job]:
             if "--figures" in text:
                 args += ["--figures", str(out)]
         doc = (script.read_text().split('"""')[1].strip().splitlines() or [name])[0]
-        jobs.append(Job(name, doc, [[sys.executable, str(script), *args]], [script]))
+        job = Job(name, doc, [[sys.executable, str(script), *args]], [script])
+        if name in NEEDS_FMNIST:
+            job.commands[0] += ["--data-dir", str(data)]
+            job.needs, job.why = [script, *fmnist["needs"]], fmnist["why"]
+        jobs.append(job)
     examples = sorted((ROOT / "examples").glob("plot_*.py"))
     jobs.append(Job("figures", "Figures 1-3 of the paper on digits (examples/plot_*.py)",
                     [[sys.executable, str(e), "--output", ".", *(["--quick"] * quick)]
                      for e in examples], examples, cwd=out))
-    from sklearn_ssse.datasets import FASHION_MNIST_DIR
-
-    data = Path(os.environ.get("SKLEARN_SSSE_FASHION_MNIST", FASHION_MNIST_DIR))
     jobs.append(Job(
         "cli_fmnist", "sklearn-ssse evaluate: Fashion-MNIST, forget every training 'Bag' (8)",
         [[sys.executable, "-m", "sklearn_ssse", "evaluate", str(data), "--markdown", "-q",
           "--n-samples", "3000" if quick else "10000", "--forget-class", "8",
           "--threads", "1", "--output", "fmnist_class_removal.png"]],
-        [data / "train-images-idx3-ubyte.gz"], cwd=out))
+        cwd=out, **fmnist))
     return jobs
 
 
@@ -146,10 +180,9 @@ def _machine() -> list[str]:
 
 def run_job(job: Job, out: Path, env: dict, timeout: float) -> dict:
     """Run one job; returns its status, wall time, markdown and the PNGs it wrote."""
-    missing = job.missing()
-    if missing:
+    if job.missing():
         return {"status": "skipped", "seconds": 0.0, "figures": [],
-                "markdown": f"_skipped: {', '.join(str(p) for p in missing)} not found._"}
+                "markdown": f"_{job.skip_message()}._"}
     before = {p: p.stat().st_mtime for p in out.glob("*.png")}
     start = time.perf_counter()
     parts, status = [], "ok"
@@ -199,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=None, metavar="NAME",
                         help="run only these jobs (see --list)")
     parser.add_argument("--list", action="store_true", help="list the jobs and exit")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="folder of the Fashion-MNIST IDX files (default: "
+                        "$SKLEARN_SSSE_FASHION_MNIST or /usr/share/datasets/fashion-mnist); the "
+                        f"jobs that need it ({', '.join(sorted(NEEDS_FMNIST))}) are skipped, "
+                        "with a message, when it is absent")
     parser.add_argument("--threads", type=int, default=1,
                         help="OMP / OpenBLAS / MKL threads of the jobs (default 1: small "
                         "problems, and robust on a shared machine; 0 leaves the defaults)")
@@ -207,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = Path(args.out) if args.out else DEFAULT_OUT
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = discover(args.quick, out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    jobs = discover(args.quick, out, args.data_dir)
     if args.list:
         for job in jobs:
             state = "missing" if job.missing() else "ready"
             print(f"{job.name:16s} {state:8s} {job.title}")
+            if job.missing():
+                print(f"{'':25s} {job.skip_message()}")
         return 0
     if args.only:
         unknown = set(args.only) - {j.name for j in jobs}
@@ -221,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [j for j in jobs if j.name in args.only]
 
     env = _env(args.threads or None)
+    env["SKLEARN_SSSE_FASHION_MNIST"] = str(fmnist_dir(args.data_dir))
     machine = _machine()
     mode = "quick" if args.quick else "full"
     bar = tqdm(jobs, desc="benchmarks", unit="job", file=sys.stderr)
@@ -228,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     for job in bar:
         bar.set_description(f"benchmarks: {job.name}")
         r = run_job(job, out, env, args.timeout)
-        bar.write(f"[run_all] {job.name}: {r['status']} in {r['seconds']:.1f} s",
+        note = f": {job.skip_message().removeprefix('skipped: ')}" if r["status"] == "skipped" \
+            else ""
+        bar.write(f"[run_all] {job.name}: {r['status']} in {r['seconds']:.1f} s{note}",
                   file=sys.stderr)
         failed |= r["status"] not in ("ok", "skipped")
         if r["status"] != "skipped" or not (out / "logs" / f"{job.name}.json").exists():
@@ -236,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                      finished=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                      machine=machine)
             (out / "logs" / f"{job.name}.json").write_text(json.dumps(r, indent=1))
-    write_report(out, [j.name for j in discover(args.quick, out)])
+    write_report(out, [j.name for j in discover(args.quick, out, args.data_dir)])
     print(f"[run_all] wrote {out / 'README.md'}", file=sys.stderr)
     return 1 if failed else 0
 

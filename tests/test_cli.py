@@ -1,4 +1,7 @@
-"""The command line: ``python -m sklearn_ssse demo|evaluate|bench`` and its helpers."""
+"""The command line: ``python -m sklearn_ssse demo|evaluate|bench``, and the library functions
+behind it: :func:`sklearn_ssse.datasets.load_data`,
+:func:`sklearn_ssse.model_selection.evaluate_forgetting` and
+:func:`sklearn_ssse.model_selection.plot_forgetting_evaluation`."""
 
 import gzip
 import json
@@ -11,17 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_iris, load_wine
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from sklearn_ssse._cli import (
-    _build_parser,
-    demo,
-    evaluate,
-    load_data,
-    main,
-    parse_epsilons,
-    plot_evaluation,
-)
+from sklearn_ssse import UnlearnableClassifier
+from sklearn_ssse.__main__ import build_parser, main
+from sklearn_ssse.datasets import load_data
+from sklearn_ssse.model_selection import evaluate_forgetting, plot_forgetting_evaluation
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -50,8 +51,9 @@ def wine_csv(tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------ demo
-def test_demo_table_compares_original_ssse_retrained():
-    report = demo(forget_rate=0.05, threads=1)
+def test_demo_table_compares_original_ssse_retrained(capsys):
+    assert main(["demo", "--forget-rate", "0.05", "--threads", "1"]) == 0
+    report = capsys.readouterr().out
     rows = _rows(report)
     assert list(rows) == ["original", "SSSE empirical_fisher, eps=1", "SSSE ggn, eps=1",
                           "retrained (reference)"]
@@ -78,19 +80,18 @@ def test_demo_command_prints_and_is_fast(capsys):
     assert "| --- |" in out
 
 
-def test_demo_rejects_bad_rate():
-    with pytest.raises(ValueError, match="forget_rate"):
-        demo(forget_rate=1.5)
+def test_demo_rejects_bad_rate(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--forget-rate", "1.5"])
+    assert e.value.code == 2 and "--forget-rate must be in (0, 1)" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ grid
-def test_parse_epsilons():
-    assert parse_epsilons("2, 0,1,1").tolist() == [0.0, 1.0, 2.0]
-    assert parse_epsilons("linspace:0:1:3").tolist() == [0.0, 0.5, 1.0]
-    np.testing.assert_allclose(parse_epsilons("logspace:-2:0:3"), [0.01, 0.1, 1.0])
-    for bad in ("a,b", "-1,2", "linspace:0:1", "", "nan"):
-        with pytest.raises(ValueError):
-            parse_epsilons(bad)
+@pytest.mark.parametrize("bad", ["a,b", "-1,2", "linspace:0:1", "", "nan"])
+def test_bad_epsilon_grids_are_refused_before_any_work(bad, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path / "not_read.csv"), f"--epsilons={bad}", "-o", ""])
+    assert e.value.code == 2 and "epsilon grid" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ data
@@ -153,19 +154,118 @@ def test_load_errors(tmp_path):
     (tmp_path / "x.parquet").write_text("")
     with pytest.raises(ValueError, match="unknown format"):
         load_data(tmp_path / "x.parquet")
-    (tmp_path / "bad.csv").write_text("a,b,y\n1,zz,0\n2,3,1\n")
-    with pytest.raises(ValueError, match="numeric"):
-        load_data(tmp_path / "bad.csv")
+    (tmp_path / "ragged.csv").write_text("a,b,y\n1,2,0\n2,3\n")
+    with pytest.raises(ValueError, match="row 3 has 2 fields"):
+        load_data(tmp_path / "ragged.csv")
     (tmp_path / "reg.csv").write_text("1,0.5\n2,1.5\n")
     with pytest.raises(ValueError, match="class labels"):
         load_data(tmp_path / "reg.csv")
 
 
+def _seven_columns(tmp_path):
+    path = tmp_path / "seven.csv"
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))
+    y = (X[:, 0] > 0).astype(int)
+    path.write_text("".join(",".join(f"{v:.4f}" for v in row) + f",{t}\n"
+                            for row, t in zip(X, y)))
+    return path
+
+
+def test_target_index_out_of_range_is_an_error(tmp_path, capsys):
+    path = _seven_columns(tmp_path)
+    for bad in ("9", "7", "-8"):
+        with pytest.raises(ValueError, match="out of range: the data has 7 columns"):
+            load_data(path, target=bad)
+    assert load_data(path, target="-1").target_name == "column 6"
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(path), "--target", "9", "-o", ""])
+    assert e.value.code == 2 and "out of range" in capsys.readouterr().err
+    np.save(tmp_path / "m.npy", np.c_[np.zeros((4, 2)), [0, 1, 0, 1]])
+    with pytest.raises(ValueError, match="out of range"):
+        load_data(tmp_path / "m.npy", target=3)
+
+
+def test_header_only_csv_is_a_clear_error(tmp_path):
+    (tmp_path / "h.csv").write_text("age,height,label\n")
+    with pytest.raises(ValueError, match="header row .* but no data rows"):
+        load_data(tmp_path / "h.csv")
+    (tmp_path / "empty.csv").write_text("\n\n")
+    with pytest.raises(ValueError, match="holds no data"):
+        load_data(tmp_path / "empty.csv")
+
+
+def test_missing_values_have_their_own_message(tmp_path):
+    (tmp_path / "m.csv").write_text("a,b,y\n1,,0\n2,3,1\n4,NA,0\n")
+    with pytest.raises(ValueError, match=r"missing values in column\(s\) b \(2 cells, the "
+                                         r"first in line 2\)"):
+        load_data(tmp_path / "m.csv")
+    (tmp_path / "t.csv").write_text("a,y\n1,0\n2,?\n")
+    with pytest.raises(ValueError, match=r"missing values in column\(s\) y"):
+        load_data(tmp_path / "t.csv")
+    np.savez(tmp_path / "n.npz", X=[[1.0, np.nan], [2.0, 3.0]], y=[0, 1])
+    with pytest.raises(ValueError, match="missing values"):
+        load_data(tmp_path / "n.npz")
+
+
+def test_text_columns_are_one_hot_encoded(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    n = 120
+    age = rng.integers(18, 70, n)
+    work = rng.choice(["Private", "State-gov", "Self-emp"], n)
+    edu = rng.choice(["HS-grad", "Bachelors"], n)
+    income = np.where((age > 40) ^ (edu == "Bachelors"), ">50K", "<=50K")
+    path = tmp_path / "adult.csv"
+    path.write_text("age, workclass, education, income\n" + "".join(
+        f"{a}, {w}, {e}, {t}\n" for a, w, e, t in zip(age, work, edu, income)))
+    data = load_data(path)
+    assert data.encoded_columns == ["workclass", "education"]
+    assert data.X.shape == (n, 1 + 3 + 2) and data.target_name == "income"
+    assert data.feature_names[:2] == ["age", "workclass=Private"]
+    np.testing.assert_array_equal(data.X[:, 1:4].sum(axis=1), 1.0)
+    assert data.encoder.categories_[1].tolist() == ["Bachelors", "HS-grad"]
+    assert set(data.y.tolist()) == {">50K", "<=50K"}
+    assert main(["evaluate", str(path), "--standardize", "--epsilons", "0,1", "-o", "", "-q",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "target income" in out
+    assert "one-hot encoded text column(s) workclass, education into 6 features" in out
+
+
+def test_output_is_checked_before_the_work(tmp_path, capsys, monkeypatch):
+    X, y = load_iris(return_X_y=True)
+    np.savez(tmp_path / "iris.npz", X=X, y=y)
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path / "iris.npz"), "-o", str(tmp_path / "no" / "x.png")])
+    captured = capsys.readouterr()
+    assert e.value.code == 2 and "folder" in captured.err and "does not exist" in captured.err
+    assert captured.out == ""  # nothing was computed
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", str(tmp_path / "iris.npz"), "-o", str(tmp_path)])
+    assert e.value.code == 2 and "is a folder" in capsys.readouterr().err
+    # without matplotlib: one line of note, the table, no figure, exit 0
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    png = tmp_path / "fig.png"
+    assert main(["evaluate", str(tmp_path / "iris.npz"), "--epsilons", "0,1", "-o", str(png),
+                 "-q", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "matplotlib is not installed" in out and "best epsilon" in out
+    assert "figure written" not in out and not png.exists()
+
+
 # ------------------------------------------------------------------------------------ evaluate
+def _logistic(C=1.0, **ssse):
+    return UnlearnableClassifier(LogisticRegression(C=C, max_iter=1000, tol=1e-6), **ssse)
+
+
 def test_evaluate_random_removal_finds_the_newton_step():
     X, y = load_breast_cancer(return_X_y=True)
-    res = evaluate(X, y, forget_rate=0.05, epsilons=[0, 0.5, 1, 1.5], standardize=True, C=0.1,
-                   threads=1)
+    est = make_pipeline(StandardScaler(), _logistic(C=0.1))
+    res = evaluate_forgetting(est, X, y, forget_rate=0.05, epsilons=[0, 0.5, 1, 1.5])
     assert res.mode == "rate" and res.metric == "log_loss"
     assert res.n_train == 426 and res.n_forget == 22
     # epsilon = 0 is the original model; the GGN step at epsilon = 1 is the Newton step
@@ -178,27 +278,36 @@ def test_evaluate_random_removal_finds_the_newton_step():
     assert d[1] <= (d[0] + d[2]) / 2 + 1e-12 and d[2] <= (d[1] + d[3]) / 2 + 1e-12
     assert res.reference["retrained"]["parameter_distance"] == 0.0
     assert set(res.timings) == {"fit_curvature", "retrain", "forget"}
-    assert "SSSE (best)" in res.table and res.markdown.startswith("| model |")
+    assert res.selected_by == "parameter_distance" and res.best_index == 2
+    # the scores are those of epsilon_sweep (negated: the sweep's scores are higher-is-better)
+    np.testing.assert_allclose(res.cv_results["mean_test_parameter_distance"],
+                               -res.parameter_distance)
+    assert res.reference["original"]["accuracy_forget"] == res.accuracy_forget[0]
+    assert res.log_loss_forget[2] > res.log_loss_forget[0]  # forgetting raises the loss on S
 
 
 def test_evaluate_class_removal_erases_the_class():
     X, y = load_iris(return_X_y=True)
-    res = evaluate(X, y, forget_class="2", epsilons=[0, 1, 100], threads=1)
+    res = evaluate_forgetting(_logistic(), X, y, forget_class="2", epsilons=[0, 1, 100])
     assert res.mode == "class" and res.metric == "accuracy" and res.forget_class == 2
     _, _, y_train, _ = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
     assert res.n_forget == np.sum(y_train == 2) and res.n_train == len(y_train)
-    assert np.isnan(res.parameter_distance).all()  # the reference has one class less
+    assert res.selected_by == "confusion_distance"
+    assert res.parameter_distance[0] == pytest.approx(1.0)  # on the classes the reference knows
     assert res.accuracy_forget[0] > 0.9 and res.accuracy_forget[-1] == 0.0
     assert res.confusion_distance[0] == pytest.approx(1.0)
     assert res.reference["retrained"]["accuracy_forget"] == 0.0
     with pytest.raises(ValueError, match="not a class"):
-        evaluate(X, y, forget_class="7", threads=1)
+        evaluate_forgetting(_logistic(), X, y, forget_class="7")
+    with pytest.raises(ValueError, match="forget_rate"):
+        evaluate_forgetting(_logistic(), X, y, forget_rate=1.5)
 
 
 def test_plot_evaluation_writes_png(tmp_path):
     X, y = load_iris(return_X_y=True)
-    res = evaluate(X, y, forget_rate=0.1, epsilons=[0, 0.01, 0.1, 1, 10], threads=1)
-    fig = plot_evaluation(res, tmp_path / "e.png")
+    res = evaluate_forgetting(_logistic(), X, y, forget_rate=0.1,
+                              epsilons=[0, 0.01, 0.1, 1, 10])
+    fig = plot_forgetting_evaluation(res, tmp_path / "e.png")
     assert (tmp_path / "e.png").read_bytes()[:8] == PNG_MAGIC
     left, right = fig.axes
     assert left.get_xscale() == "symlog"  # log-spaced grid with 0
@@ -216,6 +325,7 @@ def test_evaluate_command_csv(wine_csv, tmp_path, capsys):
     assert list(rows) == ["original", "SSSE", "SSSE (best)", "retrained"]
     assert rows["SSSE (best)"][0][0] == "1"
     assert "best epsilon: 1" in out and png.read_bytes()[:8] == PNG_MAGIC
+    assert "wine.csv: target cultivar" in out
 
 
 def test_evaluate_command_class_removal(tmp_path, capsys):
@@ -235,7 +345,7 @@ def test_evaluate_progress_bar_on_stderr(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "iris.npz"), "--epsilons", "0,1", "-o", "",
                  "--threads", "1"]) == 0
     err = capsys.readouterr().err
-    assert "fit + ggn curvature" in err and "epsilon grid" in err
+    assert "fit + ggn curvature" in err and "epsilon grid" in err and "retrain" in err
 
 
 def test_evaluate_command_errors(tmp_path, capsys):
@@ -269,12 +379,22 @@ def test_help_explains_options(command, expected, capsys):
 
 
 def test_every_option_has_a_help_text():
-    parser = _build_parser()
+    parser = build_parser()
     subparsers = parser._subparsers._group_actions[0].choices
     for name, sub in subparsers.items():
         for action in sub._actions:
             if action.dest != "help":
                 assert action.help and len(action.help) > 15, (name, action.dest)
+
+
+def test_version(capsys):
+    import sklearn_ssse
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sklearn-ssse {sklearn_ssse.__version__}"
+    assert sklearn_ssse.__version__[0].isdigit()
 
 
 def test_module_and_console_script_entry_points():
@@ -311,6 +431,20 @@ def test_run_all_lists_the_jobs(capsys):
     assert module["main"](["--list"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert "figures" in names and "cli_fmnist" in names and "digits" in names
+
+
+def test_run_all_skips_what_needs_absent_data(tmp_path, capsys):
+    module = runpy.run_path(str(RUN_ALL), run_name="run_all")
+    absent = tmp_path / "no-fashion-mnist"
+    code = module["main"](["--quick", "--only", "fmnist_linear", "cli_fmnist", "--data-dir",
+                           str(absent), "--out", str(tmp_path / "out"), "--threads", "1"])
+    assert code == 0  # skipped jobs do not fail the run
+    err = capsys.readouterr().err
+    assert f"fmnist_linear: skipped in 0.0 s: needs Fashion-MNIST in {absent}" in err
+    report = (tmp_path / "out" / "README.md").read_text()
+    assert report.count("| skipped |") == 2 and "--data-dir" in report
+    assert module["main"](["--list", "--data-dir", str(absent)]) == 0
+    assert "skipped: needs Fashion-MNIST" in capsys.readouterr().out
 
 
 def test_run_all_job_report(tmp_path):

@@ -173,11 +173,18 @@ def test_damping_values():
     np.testing.assert_allclose(lam, [1 / (0.5 * len(Xb))] * 4 + [1 / (0.5 * len(Xb) * 4)])
 
 
+# an L1-penalised LogisticRegression: `l1_ratio=1` since scikit-learn 1.8 deprecated `penalty`;
+# before, `l1_ratio` is ignored without penalty="elasticnet" (the model is L2, and supported)
+_L1_LOGISTIC = (LogisticRegression(l1_ratio=1.0, solver="saga")
+                if LogisticRegression().penalty == "deprecated"
+                else LogisticRegression(penalty="l1", solver="saga"))
+
+
 @pytest.mark.parametrize("est, exc, match", [
     (SGDClassifier(loss="hinge"), ValueError, "does not model p"),
     (LinearSVC(), ValueError, "does not model p"),
     (Perceptron(), ValueError, "does not model p"),
-    (LogisticRegression(l1_ratio=1.0, solver="saga"), ValueError, "twice-differentiable"),
+    (_L1_LOGISTIC, ValueError, "twice-differentiable"),
     (SGDClassifier(loss="log_loss", penalty="l1"), ValueError, "twice-differentiable"),
     (MultiOutputClassifier(SGDClassifier(loss="modified_huber")), ValueError, "does not model"),
     (DecisionTreeClassifier(), TypeError, "not supported"),
