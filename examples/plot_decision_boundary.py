@@ -1,4 +1,6 @@
-"""Decision boundary before and after forgetting, against retraining (2-D toy problem).
+"""
+Decision boundary before and after forgetting, against retraining (2-D toy problem)
+===================================================================================
 
 Two Gaussian classes, plus a cluster of class-0 points inside class-1 territory that tilts the
 decision boundary of a logistic regression. We wrap the model in
@@ -57,7 +59,7 @@ def _line(model, x1):
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (for CI)")
     parser.add_argument("--output", default=".", help="folder of the PNG (default: .)")
     args = parser.parse_args(argv)

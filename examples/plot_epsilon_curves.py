@@ -1,10 +1,13 @@
-"""Similarity ratio and parameter distance against epsilon (digits, random removal).
+"""
+Similarity ratio and parameter distance against epsilon (digits, random removal)
+================================================================================
 
 For a logistic regression on scikit-learn's bundled digits data, a random 5 % of the training set
 is forgotten with one SSSE step for a grid of step sizes epsilon, over several random forget sets
-(:class:`~sklearn_ssse.model_selection.ForgetSplit`). :func:`~sklearn_ssse.epsilon_sweep`
-evaluates the whole grid in closed form (one fit, one erasure direction and one retrained
-reference per forget set) and returns scores in the format of ``GridSearchCV.cv_results_``.
+(:class:`~sklearn_ssse.model_selection.ForgetSplit`).
+:func:`~sklearn_ssse.model_selection.epsilon_sweep` evaluates the whole grid in closed form
+(one fit, one erasure direction and one retrained reference per forget set) and returns scores
+in the format of :class:`~sklearn.model_selection.GridSearchCV`'s ``cv_results_``.
 
 Two measures, both "0 = the retrained model, 1 = the original model":
 
@@ -37,7 +40,7 @@ FIGURE = "epsilon_curves.png"
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples and splits (CI)")
     parser.add_argument("--output", default=".", help="folder of the PNG (default: .)")
     args = parser.parse_args(argv)

@@ -1,4 +1,6 @@
-"""Single-class removal: confusion distance against epsilon (digits).
+"""
+Single-class removal: confusion distance against epsilon (digits)
+=================================================================
 
 Every training sample of one digit is forgotten from a logistic regression with one SSSE step,
 for a grid of step sizes. The model retrained from scratch without the class never predicts it,
@@ -39,7 +41,7 @@ FIGURE = "single_class_removal.png"
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").strip().split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples and epsilons (CI)")
     parser.add_argument("--output", default=".", help="folder of the PNG (default: .)")
     parser.add_argument("--digit", type=int, default=8, help="the class to forget (default 8)")

@@ -268,6 +268,23 @@ def performance_score(y_true, model, *, X=None, metric: str = "roc_auc", labels=
     ValueError
         If ROC AUC is undefined on ``A`` (a single class for every output).
 
+    See Also
+    --------
+    performance_similarity : Difference of this performance between two models.
+    similarity_ratio : Where the unlearned model lies between the original and the
+        retrained one, from this performance.
+    sklearn.metrics.roc_auc_score, sklearn.metrics.log_loss, sklearn.metrics.accuracy_score
+        The measures behind ``metric``.
+
+    Notes
+    -----
+    ``P_A`` is the performance measure of the similarity ratio of SSSE [1]_.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
+
     Examples
     --------
     >>> from sklearn_ssse.metrics import performance_score
@@ -304,6 +321,20 @@ def performance_similarity(y_true, model_a, model_b, *, X=None, metric: str = "r
     -------
     distance : float
         ``>= 0``; lower is more similar.
+
+    See Also
+    --------
+    performance_score : The performance ``P_A`` of one model.
+    similarity_ratio : Normalizes two such distances between 0 and 1.
+
+    Notes
+    -----
+    The distance ``d_A`` of the similarity ratio of SSSE [1]_.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
 
     Examples
     --------
@@ -347,6 +378,24 @@ def similarity_ratio(y_true, unlearned, original, retrained, *, X=None, metric: 
     -------
     gamma : float
         In ``[0, 1]``; lower is better.
+
+    See Also
+    --------
+    normalized_parameter_distance : The same comparison in parameter space.
+    normalized_confusion_distance : The same ratio on confusion matrices.
+    normalized_prediction_distance : The same comparison on predicted distributions.
+    make_unlearning_scorer : This ratio as a scorer for ``GridSearchCV``.
+
+    Notes
+    -----
+    The similarity ratio is the verification measure of SSSE [1]_: the unlearned
+    model against the model retrained from scratch without ``S``, the target of exact
+    unlearning.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
 
     Examples
     --------
@@ -417,6 +466,21 @@ def confusion_distance(y_true, model_a, model_b, *, X=None, labels=None,
     distance : float
         ``>= 0``; 0 when both models' confusion matrices are equal.
 
+    See Also
+    --------
+    normalized_confusion_distance : This distance normalized between the original
+        and the retrained model.
+    sklearn.metrics.confusion_matrix : The matrices compared.
+
+    Notes
+    -----
+    The measure of single-class removal in SSSE [1]_.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
+
     Examples
     --------
     >>> from sklearn_ssse.metrics import confusion_distance
@@ -456,6 +520,20 @@ def normalized_confusion_distance(y_true, unlearned, original, retrained, *, X=N
     -------
     ratio : float
         In ``[0, 1]``; lower is better.
+
+    See Also
+    --------
+    confusion_distance : The unnormalized distance.
+    similarity_ratio : The same normalization on a performance measure.
+
+    Notes
+    -----
+    The confusion distance of SSSE [1]_, put in the form of its similarity ratio.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
 
     Examples
     --------
@@ -551,6 +629,13 @@ def prediction_kl(model_a, model_b, X=None, *, labels=None) -> float:
     ValueError
         On an empty set, non-finite probabilities or mismatched shapes.
 
+    See Also
+    --------
+    normalized_prediction_distance : This divergence normalized between the original
+        and the retrained model.
+    sklearn.metrics.log_loss : The cross-entropy of predicted distributions and
+        labels.
+
     Examples
     --------
     >>> from sklearn_ssse.metrics import prediction_kl
@@ -598,6 +683,22 @@ def normalized_prediction_distance(unlearned, original, retrained, X=None, *,
     -------
     distance : float
         ``>= 0`` (possibly ``inf``); lower is better.
+
+    See Also
+    --------
+    prediction_kl : The divergence normalized here.
+    similarity_ratio, normalized_parameter_distance : The measures of SSSE [1]_.
+
+    Notes
+    -----
+    Unlike the similarity ratio of SSSE [1]_, it compares whole predicted
+    distributions row by row, so it stays informative when the three models predict
+    the same labels (random deletions).
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
 
     Examples
     --------
@@ -745,6 +846,28 @@ def normalized_parameter_distance(unlearned, original, retrained, *, classes=Non
         If the vectors have different lengths and cannot be aligned by class, if a binary model's
         reference lost a class, or if a parameter is NaN.
 
+    See Also
+    --------
+    similarity_ratio : The same comparison on a performance measure.
+    sklearn_ssse.UnlearnableClassifier.get_parameters : The flat parameter vector
+        compared.
+
+    Notes
+    -----
+    The parameter distance of SSSE [1]_. With ``curvature="ggn"`` and
+    ``epsilon=1`` the unlearned parameters are the influence-function (Newton)
+    estimate of the retrained ones [2]_ [3]_, so for a convex model the distance
+    measures the error of that second-order estimate.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
+    .. [2] P. W. Koh and P. Liang, "Understanding Black-box Predictions via Influence
+       Functions", ICML 2017. https://arxiv.org/abs/1703.04730
+    .. [3] C. Guo, T. Goldstein, A. Hannun and L. van der Maaten, "Certified Data Removal from
+       Machine Learning Models", ICML 2020. https://arxiv.org/abs/1911.03030
+
     Examples
     --------
     >>> from sklearn_ssse.metrics import normalized_parameter_distance
@@ -815,6 +938,28 @@ def membership_inference_auc(model, X_forget, y_forget, X_heldout, y_heldout, *,
     -------
     auc : float
         In ``[0, 1]``.
+
+    See Also
+    --------
+    make_unlearning_scorer : ``"membership_inference"`` scores this AUC against
+        the retrained model's.
+    sklearn.metrics.roc_auc_score : The AUC computed.
+
+    Notes
+    -----
+    Membership-inference attacks [1]_ test whether a model reveals that a sample
+    was in its training set; the loss-threshold attack (``attack="loss"``) is
+    that of [2]_. Used to audit unlearning as in SSSE [3]_.
+
+    References
+    ----------
+    .. [1] R. Shokri, M. Stronati, C. Song and V. Shmatikov, "Membership Inference Attacks
+       against Machine Learning Models", IEEE S&P 2017. https://arxiv.org/abs/1610.05820
+    .. [2] S. Yeom, I. Giacomelli, M. Fredrikson and S. Jha, "Privacy Risk in Machine Learning:
+       Analyzing the Connection to Overfitting", IEEE CSF 2018.
+       https://arxiv.org/abs/1709.01604
+    .. [3] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
 
     Examples
     --------

@@ -7,9 +7,14 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.model_selection import BaseCrossValidator, ShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _num_samples
 
 __all__ = ["ForgetSplit"]
+
+
+def _n_samples(X) -> int:
+    """Number of samples of an array-like, a sparse matrix or a data frame."""
+    shape = getattr(X, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) else len(X)
 
 _STRATEGIES = ("random", "stratified", "class")
 
@@ -62,6 +67,23 @@ class ForgetSplit(BaseCrossValidator):
         Column of a 2-D ``y`` that defines the classes for ``"class"`` (and ``forget_class``).
     random_state : int, RandomState instance or None, default=None
         Controls the draws; pass an int for reproducible splits.
+
+    See Also
+    --------
+    epsilon_sweep : Scores a grid of epsilons on these splits from one fit.
+    sklearn_ssse.metrics.make_unlearning_scorer : The scorers used with these
+        splits.
+    sklearn.model_selection.GridSearchCV : The search these splits plug into.
+
+    Notes
+    -----
+    Random and single-class removal are the two deletion scenarios evaluated in
+    SSSE [1]_.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
 
     Examples
     --------
@@ -119,8 +141,8 @@ class ForgetSplit(BaseCrossValidator):
             raise ValueError(f"strategy must be one of {_STRATEGIES}, got {self.strategy!r}.")
         if self.strategy in ("stratified", "class") and y is None:
             raise ValueError(f"strategy={self.strategy!r} needs y.")
-        if y is not None and _num_samples(y) != n:
-            raise ValueError(f"X has {n} samples but y has {_num_samples(y)}.")
+        if y is not None and _n_samples(y) != n:
+            raise ValueError(f"X has {n} samples but y has {_n_samples(y)}.")
 
     def _class_labels(self, y) -> np.ndarray:
         y = np.asarray(y)
@@ -151,7 +173,7 @@ class ForgetSplit(BaseCrossValidator):
         test : ndarray of int
             The forget set ``S`` (sorted), followed by the held-out set if ``holdout_size``.
         """
-        n = _num_samples(X)
+        n = _n_samples(X)
         self._check(n, y)
         rng = check_random_state(self.random_state)
         everything = np.arange(n)

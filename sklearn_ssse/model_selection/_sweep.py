@@ -125,6 +125,29 @@ def epsilon_sweep(estimator, X, y, *, epsilons=None, scoring=None, cv=None,
         ``mean_/std_fit_time``, ``mean_/std_score_time``); ``best_index``, ``best_epsilon``,
         ``best_score``, ``refit_metric``; ``n_fits``: estimator fits performed.
 
+    See Also
+    --------
+    plot_epsilon_sweep : Plots the result.
+    ForgetSplit : The forget sets.
+    sklearn_ssse.metrics.make_unlearning_scorer : The scorers.
+    sklearn.model_selection.GridSearchCV : The same search, one fit per candidate.
+
+    Notes
+    -----
+    SSSE [1]_ erases ``S`` with ``theta* + epsilon * delta``: the direction
+    ``delta`` does not depend on epsilon, so one fit and one direction per forget set
+    serve the whole grid. With ``curvature="ggn"`` on a convex model,
+    ``epsilon = 1`` is the influence-function (Newton) step [2]_ [3]_.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
+    .. [2] P. W. Koh and P. Liang, "Understanding Black-box Predictions via Influence
+       Functions", ICML 2017. https://arxiv.org/abs/1703.04730
+    .. [3] C. Guo, T. Goldstein, A. Hannun and L. van der Maaten, "Certified Data Removal from
+       Machine Learning Models", ICML 2020. https://arxiv.org/abs/1911.03030
+
     Examples
     --------
     >>> import numpy as np
@@ -232,6 +255,21 @@ def plot_epsilon_sweep(results, *, similarity: str = "similarity_ratio",
     -------
     ax : matplotlib Axes
         The axes of the similarity ratio (the parameter distance is on ``ax.right_ax``).
+
+    See Also
+    --------
+    epsilon_sweep : Computes the result plotted.
+    sklearn_ssse.metrics.similarity_ratio, sklearn_ssse.metrics.normalized_parameter_distance
+        The measures plotted.
+
+    Notes
+    -----
+    The two measures of the SSSE paper's figures [1]_.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
 
     Examples
     --------
