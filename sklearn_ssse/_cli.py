@@ -161,12 +161,12 @@ def _check_output(args, say) -> None:
 
 def _report(result, name: str, markdown: bool) -> str:
     dist = "param dist" if result.selected_by == "parameter_distance" else "conf. dist"
-    header = ["model", "epsilon", f"sim. ratio ({result.metric})", dist, "acc S", "acc test",
-              "MIA AUC"]
+    header = ["model", "epsilon", f"sim. ratio ({result.metric})", dist, "certificate",
+              "acc S", "acc test", "MIA AUC"]
 
     def row(label, eps, m):
-        return [label, eps, m["similarity_ratio"], m[result.selected_by], m["accuracy_forget"],
-                m["accuracy_test"], m["mia_auc"]]
+        return [label, eps, m["similarity_ratio"], m[result.selected_by], m["certificate"],
+                m["accuracy_forget"], m["accuracy_test"], m["mia_auc"]]
 
     keys = list(result.reference["original"])
     rows = [row("original", "-", result.reference["original"])]
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ggn: the exact Hessian for logistic regression (default); "
                    "empirical_fisher: the paper's mean outer product of gradients")
     g.add_argument("--inverse", default="auto",
-                   choices=["auto", "dense", "block", "woodbury", "sherman_morrison"],
+                   choices=["auto", "dense", "ekfac", "block", "woodbury", "sherman_morrison"],
                    help="how F^-1 is held (default: auto = dense up to 4096 parameters per "
                    "block, else block-diagonal, else low-rank woodbury)")
     g.add_argument("--damping", default="auto", metavar="LAMBDA",

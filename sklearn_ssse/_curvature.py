@@ -32,6 +32,10 @@ A downdate that would leave the curvature indefinite (rows that were never added
 
 Operators are built in one pass over chunks of factor rows by :class:`OperatorBuilder` (dense
 kinds keep one Gram matrix per block, never the rows), so the data term can be streamed.
+:class:`KroneckerEigen` (``inverse="ekfac"``, linear models) is built by
+:class:`KroneckerBuilder` in two passes over the Kronecker terms of the samples (eigenbasis of
+the Kronecker factors, then the exact eigenvalues in it); its downdate re-fits the eigenvalues
+instead of adding a Woodbury correction.
 
 Operators are immutable: ``downdate`` returns a new operator sharing the base factorisation, so a
 failed deletion can never leave a half-updated curvature behind.
@@ -52,6 +56,8 @@ __all__ = [
     "ExplicitInverse",
     "LowRankCorrected",
     "BlockDiagonal",
+    "KroneckerBuilder",
+    "KroneckerEigen",
     "OperatorBuilder",
     "build_operator",
     "gram",
@@ -427,6 +433,176 @@ class BlockDiagonal(CurvatureOperator):
 
     def _map(self, fn):
         return BlockDiagonal(self.slices, [op._map(fn) for op in self.ops], self.n)
+
+
+class KroneckerEigen(CurvatureOperator):
+    """Eigen-corrected Kronecker factorisation (EK-FAC) of one linear output's curvature.
+
+    The parameters of the output form a ``K x p`` matrix ``W`` (class rows ``[w_c, b_c]``, row
+    major: parameter ``c * p + j``) and the data term is ``sum_i A_i (x) xa_i xa_i^T`` with a
+    ``K x K`` output matrix ``A_i`` (``diag(p_i) - p_i p_i^T`` for the softmax GGN).  K-FAC
+    approximates it by ``G (x) A`` (``G = mean A_i``, ``A = mean xa xa^T``); EK-FAC keeps the
+    eigenbasis ``Q = Q_G (x) Q_A`` of that product and re-fits the eigenvalues exactly:
+
+        M ~ Q diag(s) Q^T,   s = diag(Q^T M Q) = sum_i (Q_G^T A_i Q_G)_cc (Q_A^T xa_i)_j^2
+                                                 + diag(Q^T diag(Lambda) Q),
+
+    the best approximation of ``M`` (in Frobenius norm) with that eigenbasis.  It couples every
+    class with every other (unlike ``inverse="block"``), holds ``K^2 + p^2 + 2 K p`` numbers and
+    applies ``M^{-1}`` in ``O(K^2 p + K p^2)`` per vector.  It is exact when the data term is a
+    Kronecker product (every ``A_i`` the same, and a damping diagonal in ``Q``).
+
+    :meth:`downdate` (the leave-out step, ``update_curvature``) removes the erased rows' share of
+    the eigenvalues, ``s - diag(Q^T B_S Q)``: the EK-FAC of the remaining data in the same
+    basis, always positive definite, and no larger than before.  (Subtracting their exact terms
+    ``B_S`` from this approximate ``M`` with a Woodbury correction was measured too: it lands
+    further from retraining, .5-.9 against .49-.56 on random deletions and 1.6-2.1 against .84
+    for a class removal on digits, and it can be indefinite.)
+
+    Parameters
+    ----------
+    QG : Tensor of shape (K, K)
+        Eigenvectors of the output factor.
+    QA : Tensor of shape (p, p)
+        Eigenvectors of the input factor.
+    s_data : Tensor of shape (K, p)
+        Eigenvalues of the data term (sum form).
+    s_damp : Tensor of shape (K, p)
+        Eigenvalues of the damping ``diag(Q^T diag(Lambda) Q)``.
+    n : int
+        Samples the data term averages over.
+    """
+
+    def __init__(self, QG: torch.Tensor, QA: torch.Tensor, s_data: torch.Tensor,
+                 s_damp: torch.Tensor, n: int):
+        super().__init__(n)
+        self.QG, self.QA, self.s_data, self.s_damp = QG, QA, s_data, s_damp
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.s_data.shape[0], self.s_data.shape[1]
+
+    @property
+    def dim(self):
+        K, p = self.shape
+        return K * p
+
+    @property
+    def eigenvalues(self) -> torch.Tensor:
+        """``s`` of shape ``(K, p)`` (sum form, damping included)."""
+        return self.s_data.clamp(min=0) + self.s_damp
+
+    def _rotate(self, V: torch.Tensor, transpose: bool) -> torch.Tensor:
+        """``Q^T V`` (``transpose``) or ``Q V`` for ``V`` of shape ``(K, p, r)``."""
+        K, p = self.shape
+        r = V.shape[2]
+        QG = self.QG.T if transpose else self.QG
+        QA = self.QA.T if transpose else self.QA
+        V = (QG @ V.reshape(K, p * r)).reshape(K, p, r)
+        V = (QA @ V.transpose(0, 1).reshape(p, K * r)).reshape(p, K, r)
+        return V.transpose(0, 1)
+
+    def solve_sum(self, V):
+        W, vec = _as_matrix(V)
+        K, p = self.shape
+        T = self._rotate(W.reshape(K, p, -1), transpose=True)
+        T = T / self.eigenvalues[:, :, None]
+        out = self._rotate(T, transpose=False).reshape(K * p, -1)
+        return out.squeeze(-1) if vec else out
+
+    def matrix(self):
+        Q = torch.kron(self.QG, self.QA)
+        return (Q * self.eigenvalues.reshape(-1)) @ Q.T
+
+    def eigen_terms(self, rows: torch.Tensor) -> torch.Tensor:
+        """``diag(Q^T U^T U Q)`` of rows ``U`` (shape ``(r, d)``), as a ``(K, p)`` tensor."""
+        K, p = self.shape
+        U = rows.to(dtype=self.dtype, device=self.device).reshape(-1, K, p)
+        T = torch.einsum("ac,rap->rcp", self.QG, U) @ self.QA
+        return (T * T).sum(0)
+
+    def remove_eigen_terms(self, terms: torch.Tensor, n_removed: int) -> KroneckerEigen:
+        """The operator with ``terms`` (eigenvalues of erased rows, see :meth:`eigen_terms` and
+        :meth:`KroneckerBuilder.eigen_terms`) taken out of ``s``, over ``n - n_removed``."""
+        s = self.s_data - terms.to(dtype=self.dtype, device=self.device)
+        tol = 1e-8 * float(self.s_data.abs().max()) if self.s_data.numel() else 0.0
+        if bool((s < -tol).any()):
+            raise ValueError(_INDEFINITE)
+        return KroneckerEigen(self.QG, self.QA, s.clamp(min=0), self.s_damp,
+                              self.n - int(n_removed))
+
+    def downdate(self, rows, n_removed):
+        return self.remove_eigen_terms(self.eigen_terms(rows), n_removed)
+
+    def _tensors(self):
+        return [self.QG, self.QA, self.s_data, self.s_damp]
+
+    def _map(self, fn):
+        return KroneckerEigen(fn(self.QG), fn(self.QA), fn(self.s_data), fn(self.s_damp), self.n)
+
+
+class KroneckerBuilder:
+    """Build a :class:`KroneckerEigen` operator in two passes over Kronecker terms.
+
+    Every pass takes the terms ``(Xa, A)`` of chunks of samples: ``Xa`` of shape ``(c, p)``
+    (inputs, with the intercept column) and ``A`` of shape ``(c, K, K)`` (output matrices), so
+    that the data term is ``sum_i A_i (x) Xa_i Xa_i^T``.  Pass 1 (:meth:`add_factors`) sums the
+    Kronecker factors; :meth:`freeze` takes their eigenvectors; pass 2 (:meth:`add_diagonal`)
+    accumulates the exact eigenvalues in that basis; :meth:`finalize` adds the damping.
+    Memory: ``O(K^2 + p^2 + K p)`` plus one chunk.
+
+    Parameters
+    ----------
+    K, p : int
+        Output and input dimensions (the operator has ``K * p`` parameters).
+    dtype, device : torch dtype and device
+    """
+
+    def __init__(self, K: int, p: int, dtype, device):
+        self.K, self.p, self.dtype, self.device = int(K), int(p), dtype, device
+        self.A = torch.zeros((p, p), dtype=dtype, device=device)
+        self.G = torch.zeros((K, K), dtype=dtype, device=device)
+        self.s = torch.zeros((K, p), dtype=dtype, device=device)
+        self.QG = self.QA = None
+
+    def _cast(self, Xa, A):
+        return (torch.as_tensor(Xa).to(dtype=self.dtype, device=self.device),
+                torch.as_tensor(A).to(dtype=self.dtype, device=self.device))
+
+    def add_factors(self, Xa, A) -> None:
+        """Pass 1: add ``Xa^T Xa`` and ``sum_i A_i`` of a chunk."""
+        Xa, A = self._cast(Xa, A)
+        self.A.addmm_(Xa.T, Xa)
+        self.G.add_(A.sum(0))
+
+    def freeze(self) -> None:
+        """End of pass 1: the eigenbasis of the factors."""
+        self.QG = torch.linalg.eigh(0.5 * (self.G + self.G.T))[1]
+        self.QA = torch.linalg.eigh(0.5 * (self.A + self.A.T))[1]
+        self.A = self.G = None
+
+    def eigen_terms(self, Xa, A) -> torch.Tensor:
+        """``diag(Q^T (sum_i A_i (x) xa_i xa_i^T) Q)`` of a chunk, shape ``(K, p)``."""
+        Xa, A = self._cast(Xa, A)
+        Z = Xa @ self.QA
+        W = torch.einsum("nab,ac,bc->nc", A, self.QG, self.QG)
+        return W.T @ (Z * Z)
+
+    def add_diagonal(self, Xa, A) -> None:
+        """Pass 2: add the chunk's exact eigenvalues in the frozen basis."""
+        self.s.add_(self.eigen_terms(Xa, A))
+
+    def finalize(self, n: int, damping: torch.Tensor) -> KroneckerEigen:
+        """The operator of ``F = (1/n) sum_i A_i (x) xa_i xa_i^T + diag(damping)`` (EK-FAC).
+
+        ``damping`` (mean form, shape ``(K * p,)``) enters through its eigenvalues
+        ``diag(Q^T diag(n * damping) Q)``.
+        """
+        lam = (n * damping.to(dtype=self.dtype, device=self.device)).reshape(self.K, self.p)
+        s_damp = (self.QG * self.QG).T @ lam @ (self.QA * self.QA)
+        if not bool(torch.all(s_damp + self.s > 0)):
+            raise ValueError("the damped curvature is not positive definite; increase damping")
+        return KroneckerEigen(self.QG, self.QA, self.s, s_damp, n)
 
 
 # ---------------------------------------------------------------------------------- builders

@@ -1,9 +1,17 @@
 """Curvature from a stream of training chunks, and its downdate after a deletion.
 
+(The streams themselves, in-memory arrays, dask arrays and chunk iterables, and their
+validation are in :mod:`sklearn_ssse._data`.)
+
 The curvature's data term is a sum over samples, so it can be accumulated chunk by chunk with
 bounded memory: the training data may be a numpy array, a dask array (read block by block) or any
-iterable of ``(X, y)`` chunks, and is never concatenated.  One pass suffices for every option:
+iterable of ``(X, y)`` chunks, and is never concatenated.  One pass suffices for every option
+but ``inverse="ekfac"``:
 
+* ``inverse="ekfac"`` (linear models) reads the data twice (the eigenbasis of its Kronecker
+  factors, then the eigenvalues in it) and keeps ``O(K^2 + p^2)`` numbers per output; a
+  one-shot stream (a generator) is held in memory between the passes (in-memory arrays as
+  views of the caller's rows);
 * ``inverse="dense"`` / ``"block"`` keep one Gram matrix per block (``O(d^2)``); the linear
   backend's closed-form :meth:`~sklearn_ssse._backends.LinearBackend.curvature_gram` replaces the
   factor rows when mini-batches are off (``fisher_batch_size=1``), on chunks of at least
@@ -29,18 +37,25 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import numpy as np
 import torch
-from sklearn.utils import check_array, check_random_state
+from sklearn.utils import check_random_state
 
-from ._curvature import REFACTOR_RATIO, CurvatureOperator, OperatorBuilder
-from ._hashing import multiset, multiset_remove, new_salt, row_digests
+from ._curvature import (
+    REFACTOR_RATIO,
+    BlockDiagonal,
+    CurvatureOperator,
+    KroneckerBuilder,
+    KroneckerEigen,
+    OperatorBuilder,
+)
+from ._data import rebuffer
+from ._rows import multiset, multiset_remove, new_salt, row_digests
 
-__all__ = ["accumulate_curvature", "array_chunks", "downdate_curvature", "factor_rows",
-           "is_dask", "iter_data", "parameters_at", "rebuffer", "row_uniforms",
-           "validated_chunks"]
+__all__ = ["accumulate_curvature", "downdate_curvature", "factor_rows", "parameters_at",
+           "row_uniforms"]
 
 #: use the backend's closed-form Gram matrices when it has them (tests switch it off to compare)
 USE_GRAM_HOOK = True
@@ -48,166 +63,6 @@ USE_GRAM_HOOK = True
 #: sample instead of the factor rows' O(q * n_params), so larger chunks cost little memory and
 #: amortise the per-chunk work (a 4096 x 785 float64 chunk is 25 MB)
 GRAM_CHUNK = 4096
-
-
-def is_dask(a) -> bool:
-    """Whether ``a`` is a dask collection (checked without importing dask)."""
-    return type(a).__module__.split(".")[0] == "dask" and hasattr(a, "compute")
-
-
-def _dask_chunks(X, y) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Row blocks of a dask ``X`` (and the matching rows of ``y``), computed one at a time."""
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D, got a dask array of shape {X.shape}")
-    if X.numblocks[1] != 1:
-        X = X.rechunk({1: -1})  # whole rows per block
-    rows = X.chunks[0]
-    if is_dask(y):
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-        y = y.rechunk({0: rows} if y.ndim == 1 else {0: rows, 1: -1})
-    else:
-        y = np.asarray(y)
-        if len(y) != X.shape[0]:
-            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)}")
-    start = 0
-    for i, size in enumerate(rows):
-        Xb = np.asarray(X.blocks[i].compute())
-        yb = np.asarray(y.blocks[i].compute()) if is_dask(y) else y[start:start + size]
-        start += size
-        yield Xb, yb
-
-
-def iter_data(X, y=None) -> Iterator[tuple]:
-    """The training data as a stream of ``(X, y)`` chunks.
-
-    Parameters
-    ----------
-    X : array-like, dask array, or iterable of (X_chunk, y_chunk)
-        With ``y=None``, an iterable (a list, a generator...) of pairs; otherwise the features.
-    y : array-like or dask array, default=None
-        The labels, when ``X`` holds the features.
-
-    Yields
-    ------
-    X_chunk, y_chunk
-        Unvalidated chunks (see :func:`validated_chunks`).
-    """
-    if y is None:
-        if hasattr(X, "shape") or isinstance(X, (str, bytes)):
-            raise TypeError("X is an array but y is None: pass both, or an iterable of "
-                            "(X, y) chunks as X")
-        for i, item in enumerate(X):
-            try:
-                Xc, yc = item
-            except (TypeError, ValueError):
-                raise TypeError(f"chunk {i} of the training stream is not an (X, y) pair") \
-                    from None
-            yield Xc, yc
-    elif is_dask(X) or is_dask(y):
-        if not is_dask(X):
-            X = np.asarray(X)
-            y = np.asarray(y.compute()) if is_dask(y) else y
-            yield X, y
-            return
-        yield from _dask_chunks(X, y)
-    else:
-        yield X, y
-
-
-def array_chunks(X, y, chunk_size: int, index=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Chunks of in-memory ``X, y``, in the order of ``index`` (default: all rows in order)."""
-    if index is None:
-        for a in range(0, len(X), chunk_size):
-            yield X[a:a + chunk_size], y[a:a + chunk_size]
-        return
-    index = np.asarray(index)
-    for a in range(0, len(index), chunk_size):
-        part = index[a:a + chunk_size]
-        yield X[part], y[part]
-
-
-def validated_chunks(chunks: Iterable, *, dtype, multi_output: bool, classes=None,
-                     n_features: int | None = None, info: dict | None = None) -> Iterator[tuple]:
-    """Check every chunk like ``fit`` checks ``X, y``.
-
-    Parameters
-    ----------
-    chunks : iterable of (X_chunk, y_chunk)
-        The stream.
-    dtype : numpy dtype
-        Features are converted to it (the backend's ``input_dtype``).
-    multi_output : bool
-        Whether ``y`` has one column per output.
-    classes : ndarray or list of ndarray, optional
-        Labels the fitted model knows; a chunk with another label is an error.
-    n_features : int, optional
-        Expected number of features (else that of the first chunk).
-    info : dict, optional
-        Receives ``n_features`` and ``n_samples`` as the stream is read.
-
-    Yields
-    ------
-    X_chunk : ndarray of shape (c, n_features)
-    y_chunk : ndarray of shape (c,) or (c, n_outputs)
-    """
-    info = {} if info is None else info
-    info.setdefault("n_samples", 0)
-    if classes is not None and not isinstance(classes, list):
-        classes = [classes]
-    for i, (Xc, yc) in enumerate(chunks):
-        Xc = check_array(Xc, dtype=dtype, ensure_min_samples=0, input_name="X")
-        yc = np.asarray(yc)
-        if multi_output:
-            if yc.ndim != 2:
-                raise ValueError(f"chunk {i}: the multi-output model needs a 2-D y, got shape "
-                                 f"{yc.shape}")
-        elif yc.ndim == 2 and yc.shape[1] == 1:
-            yc = yc.ravel()
-        elif yc.ndim != 1:
-            raise ValueError(f"chunk {i}: y must be 1-D, got shape {yc.shape}")
-        if len(Xc) != len(yc):
-            raise ValueError(f"chunk {i}: X has {len(Xc)} rows but y has {len(yc)}")
-        if n_features is None:
-            n_features = Xc.shape[1]
-        if Xc.shape[1] != n_features:
-            raise ValueError(f"chunk {i}: X has {Xc.shape[1]} features, expected {n_features}")
-        if classes is not None:
-            cols = yc.reshape(len(yc), -1).T
-            if len(cols) != len(classes):
-                raise ValueError(f"chunk {i}: y has {len(cols)} outputs, the model has "
-                                 f"{len(classes)}")
-            for j, (col, cls) in enumerate(zip(cols, classes)):
-                unseen = np.setdiff1d(col, cls)
-                if unseen.size:
-                    raise ValueError(f"chunk {i}: labels the fitted model does not know (output "
-                                     f"{j}): {unseen.tolist()}")
-        info["n_features"] = n_features
-        info["n_samples"] += len(Xc)
-        if len(Xc):
-            yield Xc, yc
-
-
-def rebuffer(chunks: Iterable, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Re-cut a stream of ``(X, y)`` chunks into chunks of exactly ``size`` rows (the last one
-    shorter), copying only rows that straddle a boundary."""
-    bx, by, have = [], [], 0
-    for Xc, yc in chunks:
-        start, c = 0, len(Xc)
-        while start < c:
-            take = min(size - have, c - start)
-            if have == 0 and take == size:
-                yield Xc[start:start + size], yc[start:start + size]
-            else:
-                bx.append(Xc[start:start + take])
-                by.append(yc[start:start + take])
-                have += take
-                if have == size:
-                    yield np.concatenate(bx), np.concatenate(by)
-                    bx, by, have = [], [], 0
-            start += take
-    if have:
-        yield np.concatenate(bx), np.concatenate(by)
 
 
 class _BottomSample:
@@ -299,8 +154,9 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
         The fitted model's backend (gradients / curvature factors at its current parameters).
     chunks : iterable of (X_chunk, y_chunk)
         Validated training chunks, read once.
-    kind : {"dense", "block", "woodbury", "sherman_morrison"}
-        The resolved inverse.
+    kind : {"dense", "block", "ekfac", "woodbury", "sherman_morrison"}
+        The resolved inverse (``"ekfac"``: two passes over ``chunks``, see the module
+        docstring; ``fisher_max_samples`` does not apply, every sample is used).
     curvature : {"empirical_fisher", "ggn"}
         Which curvature.
     damping : callable
@@ -334,6 +190,9 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
         their weight (``salt``, ``digests``, ``counts``, ``scale``), so that
         :func:`downdate_curvature` removes exactly the sampled rows that are later forgotten.
     """
+    if kind == "ekfac":
+        return _accumulate_kronecker(backend, chunks, curvature=curvature, damping=damping,
+                                     chunk_size=chunk_size)
     rng = check_random_state(random_state)
     builder = OperatorBuilder(kind, backend.n_params, backend.dtype, backend.device,
                               blocks=blocks, block_size=block_size)
@@ -393,6 +252,62 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
     op = builder.finalize(n, lam, scale=n / n_used, diagonal=diagonal)
     return {"curvature": op, "damping": lam, "n": n, "n_curvature_samples": n_used,
             "sample": sample, "label_salt": label_salt}
+
+
+def _accumulate_kronecker(backend, chunks: Iterable, *, curvature: str, damping,
+                          chunk_size: int) -> dict:
+    """:func:`accumulate_curvature` for ``kind="ekfac"``: two passes over the data (the
+    eigenbasis of the Kronecker factors, then the exact eigenvalues in it).  A re-iterable
+    ``chunks`` (a list) is read twice; a one-shot stream (a generator) is held in memory between
+    the passes (in-memory arrays are held as views of the caller's rows)."""
+    blocks = backend.kronecker_blocks
+    builders = [KroneckerBuilder(K, p, backend.dtype, backend.device) for _, K, p in blocks]
+    if iter(chunks) is chunks:
+        chunks = list(rebuffer(chunks, chunk_size))
+    n = 0
+    for Xc, yc in rebuffer(chunks, chunk_size):
+        n += len(Xc)
+        for b, (Xa, A) in zip(builders, backend.kronecker_terms(Xc, yc, curvature)):
+            b.add_factors(Xa, A)
+    if n == 0:
+        raise ValueError("the training data is empty")
+    for b in builders:
+        b.freeze()
+    for Xc, yc in rebuffer(chunks, chunk_size):
+        for b, (Xa, A) in zip(builders, backend.kronecker_terms(Xc, yc, curvature)):
+            b.add_diagonal(Xa, A)
+    lam = damping(n)
+    ops = [b.finalize(n, lam[s]) for b, (s, _, _) in zip(builders, blocks)]
+    op = ops[0] if len(ops) == 1 else BlockDiagonal([s for s, _, _ in blocks], ops, n)
+    return {"curvature": op, "damping": lam, "n": n, "n_curvature_samples": n,
+            "sample": None, "label_salt": None}
+
+
+def _kronecker_ops(op: CurvatureOperator) -> list[KroneckerEigen] | None:
+    """The EK-FAC operators of ``op`` (one per output), or ``None`` if it is not one."""
+    if isinstance(op, KroneckerEigen):
+        return [op]
+    if isinstance(op, BlockDiagonal) and all(isinstance(o, KroneckerEigen) for o in op.ops):
+        return list(op.ops)
+    return None
+
+
+def _downdate_kronecker(op, ops, backend, X, y, curvature, chunk_size):
+    """Remove the erased samples' share of the EK-FAC eigenvalues, from their Kronecker terms
+    (no factor rows), chunk by chunk."""
+    k = len(X)
+    terms = [torch.zeros_like(o.s_data) for o in ops]
+    builders = []
+    for o in ops:
+        b = KroneckerBuilder(*o.shape, o.dtype, o.device)
+        b.QG, b.QA = o.QG, o.QA
+        builders.append(b)
+    for a in range(0, k, chunk_size):
+        parts = backend.kronecker_terms(X[a:a + chunk_size], y[a:a + chunk_size], curvature)
+        for t, b, (Xa, A) in zip(terms, builders, parts):
+            t.add_(b.eigen_terms(Xa, A))
+    new = [o.remove_eigen_terms(t, k) for o, t in zip(ops, terms)]
+    return new[0] if isinstance(op, KroneckerEigen) else BlockDiagonal(op.slices, new, op.n - k)
 
 
 @contextlib.contextmanager
@@ -455,6 +370,11 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
         scale = sample["scale"]
     if len(X) == 0:
         return op._with_n(op.n - k), sample
+    kron = _kronecker_ops(op)
+    if kron is not None and backend.kronecker_blocks is not None:
+        # EK-FAC: the erased samples' share of the eigenvalues, from their Kronecker terms
+        # (no factor rows formed)
+        return _downdate_kronecker(op, kron, backend, X, y, curvature, chunk_size), sample
     slices = op.gram_slices
     if (USE_GRAM_HOOK and slices is not None and hasattr(backend, "curvature_gram")
             and label_salt is None

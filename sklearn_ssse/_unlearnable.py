@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import math
 import re
+import threading
 import time
 import warnings
+import weakref
 from copy import deepcopy
 from datetime import datetime, timezone
 from numbers import Integral, Real
@@ -17,24 +20,18 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.multioutput import MultiOutputClassifier
 from sklearn.utils import check_random_state, get_tags
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from ._backends import BACKENDS, select_backend
+from ._certificate import Certificate, certificate, suppress
 from ._config import FitConfig
-from ._hashing import multiset, multiset_remove, new_salt, row_digests
+from ._data import array_chunks, is_dask, iter_data, validated_chunks
 from ._persistence import from_portable, to_portable
-from ._streaming import (
-    accumulate_curvature,
-    array_chunks,
-    downdate_curvature,
-    is_dask,
-    iter_data,
-    parameters_at,
-    validated_chunks,
-)
+from ._rows import RowIndex, multiset, multiset_remove, new_salt, row_digests
+from ._seal import SealError, current_key, digest, fingerprint
+from ._streaming import accumulate_curvature, downdate_curvature, parameters_at
 
 #: default of ``memory_budget``: what ``inverse="auto"`` may spend on the curvature (bytes)
 DEFAULT_MEMORY_BUDGET = 2 * 2**30
@@ -46,7 +43,7 @@ AUTO_INTERCEPT_DAMPING = 1e-6
 #: switch it off to compare the low-rank algebra with a rows-only oracle)
 WOODBURY_EXACT_DIAGONAL = True
 #: the kinds ``inverse="auto"`` tries, most faithful first
-AUTO_ORDER = ("dense", "block", "woodbury")
+AUTO_ORDER = ("dense", "block", "ekfac", "woodbury")
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
           "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -70,6 +67,14 @@ def _format_bytes(b: float) -> str:
     return f"{int(b)} B"
 
 
+class UnverifiedSealWarning(UserWarning):
+    """A keyed model was loaded without its key: its seal could not be verified."""
+
+
+class LargeStepWarning(UserWarning):
+    """A forget step much larger than the Newton step (``epsilon`` far above 1)."""
+
+
 class UntrackedSampleWarning(UserWarning):
     """A forget request names rows that are not (or no longer) in the model.
 
@@ -85,27 +90,55 @@ def _parameters_checksum(theta: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+_LOCK_GUARD = threading.Lock()
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _lock_of(obj) -> threading.RLock:
+    """The estimator's mutation lock, created on first use and held outside the estimator (a
+    pickled, cloned or copied model never shares it: it gets its own)."""
+    with _LOCK_GUARD:
+        lock = _LOCKS.get(obj)
+        if lock is None:
+            lock = _LOCKS[obj] = threading.RLock()
+    return lock
+
+
+def _serialised(method):
+    """Run ``method`` holding the estimator's lock (re-entrant): calls on one estimator from
+    several threads take effect one after another, in some serial order."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with _lock_of(self):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 def _restore_on_error(method):
-    """Make a method atomic: on any exception the attribute bindings are put back as they were,
+    """Make a method atomic and serialised: it runs under the estimator's lock, and on any
+    exception (``KeyboardInterrupt`` included) the attribute bindings are put back as they were,
     and so are the wrapped model's parameters if the method wrote any (the only state changed
     in place; every other attribute must be replaced, not mutated)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        saved = dict(self.__dict__)
-        backend = saved.get("backend_")
-        try:
-            theta = backend.get_parameters() if backend is not None else None
-        except Exception:  # unreadable (estimator_ replaced): the method itself will refuse
-            theta = None
-        try:
-            return method(self, *args, **kwargs)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            if theta is not None:
-                _restore_parameters(backend, theta)
-            raise
+        with _lock_of(self):
+            saved = dict(self.__dict__)
+            backend = saved.get("backend_")
+            try:
+                theta = backend.get_parameters() if backend is not None else None
+            except Exception:  # unreadable (estimator_ replaced): the method itself will refuse
+                theta = None
+            try:
+                return method(self, *args, **kwargs)
+            except BaseException:
+                self.__dict__.clear()
+                self.__dict__.update(saved)
+                if theta is not None:
+                    _restore_parameters(backend, theta)
+                raise
 
     return wrapper
 
@@ -119,6 +152,21 @@ def _restore_parameters(backend, theta: torch.Tensor) -> None:
         raise RuntimeError("the call failed and the previous parameters could not be restored: "
                            "the wrapped model is in an unknown state; refit it or load a saved "
                            "copy") from exc
+
+
+#: forget warns (LargeStepWarning) above this epsilon: a step beyond 100x the Newton step
+LARGE_EPSILON = 100.0
+#: forget refuses a step whose norm exceeds this multiple of max(||theta||, 1)
+_MAX_STEP_RATIO = 1e12
+
+
+def _norm(t: torch.Tensor) -> float:
+    """Euclidean norm in float64, scaled by the largest entry (no overflow for finite t)."""
+    t = t.detach().to(torch.float64)
+    scale = float(t.abs().max()) if t.numel() else 0.0
+    if scale == 0.0 or not math.isfinite(scale):
+        return scale
+    return scale * float(torch.linalg.vector_norm(t / scale))
 
 
 def _set_diagnostics(estimator, X, y, classes):
@@ -145,6 +193,26 @@ def _set_diagnostics(estimator, X, y, classes):
         correct += am == idx
         pred.append(am)
     return float(loss.mean()), float(correct.mean() / len(Ps)), np.stack(pred, axis=1)
+
+
+def _check_label_types(y, classes=None) -> None:
+    """Refuse labels that mix strings with numbers (within ``y``, or against the fitted
+    ``classes``): they have no common order, so numpy's sorting fails with a bare TypeError."""
+    def kinds(a):
+        a = np.asarray(a)
+        if a.dtype.kind in "US":
+            return {"string"}
+        if a.dtype.kind != "O":
+            return {"number"}
+        return {"string" if isinstance(v, (str, bytes)) else "number" for v in a.ravel()}
+
+    got = kinds(y)
+    if len(got) > 1:
+        raise ValueError("y mixes string and numeric labels (e.g. 1 and 'a'): they cannot be "
+                         "ordered; use one type for all labels")
+    if classes is not None and got and kinds(classes) and got != kinds(classes):
+        raise ValueError(f"y holds {got.pop()} labels but the model was fitted with "
+                         f"{kinds(classes).pop()} labels {np.asarray(classes)[:5].tolist()}")
 
 
 def _estimator_has(attr):
@@ -179,11 +247,13 @@ def estimate_memory(kind: str, backend, config: dict, n: int | None = None) -> i
     numbers). ``woodbury``: about four copies of the ``m x d`` factor rows (accumulated,
     concatenated, scaled, solved) plus the ``m x m`` system per block, with ``m`` rows (one per
     sampled sample: the GGN rows are drawn, see ``ggn_sample_rows``). ``sherman_morrison``: the
-    explicit ``d x d`` inverses plus the rows (``q`` per sample).
+    explicit ``d x d`` inverses plus the rows (``q`` per sample). ``ekfac``: per output (``K``
+    classes, ``p`` inputs) the input factor, its eigenvectors and the eigensolver's workspace
+    (``3 p^2``), the small ``K x K`` matrices, the ``K x p`` eigenvalues and one chunk's terms.
 
     Parameters
     ----------
-    kind : {"dense", "block", "woodbury", "sherman_morrison"}
+    kind : {"dense", "ekfac", "block", "woodbury", "sherman_morrison"}
         The inverse.
     backend : BaseBackend
         The fitted model's backend.
@@ -199,6 +269,14 @@ def estimate_memory(kind: str, backend, config: dict, n: int | None = None) -> i
     """
     item = torch.empty((), dtype=backend.dtype).element_size()
     d = backend.n_params
+    if kind == "ekfac":
+        blocks = backend.kronecker_blocks
+        if blocks is None:
+            raise ValueError(f"inverse='ekfac' needs a curvature with a Kronecker structure; "
+                             f"{type(backend).__name__} has none")
+        c = int(config.get("chunk_size", 512))
+        return sum(3 * p * p + 2 * K * K + 3 * K * p + c * (2 * p + K * K + K)
+                   for _, K, p in blocks) * item
     widths = _block_widths(kind, backend, config.get("block_size"))
     if kind in ("dense", "block"):
         return 2 * sum(b * b for b in widths) * item
@@ -219,6 +297,15 @@ def _resolve_inverse(config: dict, backend, n: int | None) -> tuple[str, int]:
     refuses, before any work, a kind whose estimate exceeds the budget."""
     budget = _parse_bytes(config["memory_budget"])
     inverse = config["inverse"]
+    # backends whose curvature has a Kronecker structure expose it (the linear backend)
+    kron = backend.kronecker_blocks is not None
+    if inverse == "ekfac" and not kron:
+        raise ValueError(f"inverse='ekfac' needs a curvature with a Kronecker structure (the "
+                         f"linear models' backend); {type(backend).__name__} has none: use "
+                         "'dense', 'block' or 'woodbury'")
+    if inverse == "ekfac" and int(config.get("fisher_batch_size", 1)) > 1:
+        raise ValueError("inverse='ekfac' needs fisher_batch_size=1 (it re-fits its eigenvalues "
+                         "from every sample's own terms)")
     if inverse != "auto":
         need = estimate_memory(inverse, backend, config, n)
         if need > budget:
@@ -228,18 +315,40 @@ def _resolve_inverse(config: dict, backend, n: int | None) -> tuple[str, int]:
                 "memory_budget, or use inverse='auto' (or a smaller fisher_max_samples / "
                 "block_size)")
         return inverse, need
-    tried = []
+    tried, needs = [], []
+    # the sampled low-rank inverse of a softmax model lands further from retraining than not
+    # forgetting at all (benchmarks/results/fidelity.md): where the coupled EK-FAC exists,
+    # auto never falls back to it
+    unfaithful = ("woodbury",) if (
+        kron and config.get("curvature") == "ggn"
+        and backend.factor_rows_per_sample("ggn") > 1) else ()
+    # most faithful first, as measured (benchmarks/results/fidelity.md): the per-class blocks
+    # land closer than the coupled EK-FAC, which needs less memory
     for kind in AUTO_ORDER:
         if kind == "block" and _block_widths("block", backend, config.get("block_size")) == \
                 _block_widths("dense", backend, None):
             continue  # no finer blocks than the dense kind's
+        if (kind == "ekfac" and not kron) or kind in unfaithful:
+            continue
+        if kind == "ekfac" and int(config.get("fisher_batch_size", 1)) > 1:
+            continue
         need = estimate_memory(kind, backend, config, n)
         if need <= budget:
             return kind, need
         tried.append(f"{kind} {_format_bytes(need)}")
+        needs.append(need)
+    if unfaithful:
+        raise ValueError(
+            f"no faithful inverse fits memory_budget={_format_bytes(budget)} for "
+            f"{backend.n_params} parameters (estimated: {', '.join(tried)}); "
+            f"memory_budget={_format_bytes(min(needs))} would allow one. inverse='auto' does "
+            "not fall back to 'woodbury' for a softmax model: its sampled curvature lands "
+            "further from the retrained model than not forgetting at all (pass "
+            "inverse='woodbury' explicitly to use it anyway)")
     raise ValueError(f"no inverse fits memory_budget={_format_bytes(budget)} for "
                      f"{backend.n_params} parameters (estimated: {', '.join(tried)}); raise "
                      "memory_budget or lower fisher_max_samples")
+
 
 
 def _floor_damping(damping: torch.Tensor, kind: str) -> torch.Tensor:
@@ -367,17 +476,24 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Unpenalised intercepts get ``1e-6`` times that (the softmax intercepts have a free
         direction), or all of it for the woodbury and Sherman-Morrison inverses, which start from
         ``diag(damping)^-1``. The vector used is ``damping_``.
-    inverse : {"auto", "dense", "block", "woodbury", "sherman_morrison"}, default="auto"
-        How ``F^{-1}`` is held: ``"dense"`` Cholesky factor; ``"block"`` block-diagonal
+    inverse : {"auto", "dense", "ekfac", "block", "woodbury", "sherman_morrison"}, \
+            default="auto"
+        How ``F^{-1}`` is held: ``"dense"`` Cholesky factor; ``"ekfac"`` (linear models)
+        eigen-corrected Kronecker factorisation: per output, the eigenbasis of ``G (x) A``
+        (``G`` the mean output curvature, ``A`` the mean ``[x, 1] [x, 1]^T``) with the exact
+        eigenvalues of ``F`` in it, ``O(K^2 + p^2)`` memory, keeping the coupling of the softmax
+        classes, built in two passes over the data; ``"block"`` block-diagonal
         (``block_size`` parameters per block, or one block per class / layer);
         ``"woodbury"`` exact inverse of a low-rank-plus-diagonal ``F`` built from
         ``fisher_max_samples`` samples (default 1024), memory ``O(m d)``: one factor row per
         sample (GGN rows at a label drawn from the model's own ``p(y|x)``), and for linear
         models a diagonal base equal to the exact diagonal of ``F`` (computed over every sample)
         instead of the damping alone; ``"sherman_morrison"`` the paper's rank-1 recursion
-        (reference, slow). ``"auto"`` picks the first of dense, block, woodbury whose estimated
-        memory fits ``memory_budget``. Any kind whose estimate exceeds the budget is refused
-        before any work, with the estimate in the message.
+        (reference, slow). ``"auto"`` picks the first of dense, block, ekfac, woodbury whose
+        estimated memory fits ``memory_budget``, except woodbury for a softmax linear model
+        (measured further from retraining than not forgetting; refused with the budget a
+        faithful kind needs). Any kind whose estimate exceeds the budget is refused before any
+        work, with the estimate in the message.
     memory_budget : int or str, default="2GiB"
         Bytes the curvature may take while it is built (an int, or a string such as ``"2GB"``,
         ``"512MiB"``); see ``inverse``.
@@ -416,7 +532,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Sub-sampling and mini-batch grouping of the curvature.
     track_samples : bool, default=False
         Keep a salted digest of every training row (features and label; see
-        :mod:`sklearn_ssse._hashing`) as a multiset, without storing the rows, and remove the
+        :mod:`sklearn_ssse._rows`) as a multiset, without storing the rows, and remove the
         digests of forgotten rows, so that a request to forget a row that was never trained on
         or was already forgotten is detected (see ``on_untracked``). The salt is drawn from the
         OS's cryptographic generator, not from ``random_state``.
@@ -437,7 +553,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     config_ : FitConfig
         The settings resolved at fit that :meth:`forget` uses (``step``, ``update_curvature``,
         ``curvature``, ...); changing a constructor parameter after fit does not change them.
-    damping_ : torch.Tensor
+    damping_ : ndarray or torch.Tensor of shape (n_params,)
         Mean-form damping vector used at fit.
     n_samples_fit_ : int
         Samples the model was trained on.
@@ -445,14 +561,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Samples still in the model (decremented by every forget).
     n_curvature_samples_ : int
         Samples the curvature was built from (``fisher_max_samples`` or all).
-    theta_fit_ : torch.Tensor
+    theta_fit_ : ndarray or torch.Tensor of shape (n_params,)
         Parameters right after fit.
     erasure_log_ : list of dict
         The erasure record, one entry per successful :meth:`forget` call (failed calls leave no
         entry): ``time`` (UTC, ISO 8601), ``n_removed`` (k), ``epsilon``, ``n_remaining``,
         ``update_norm`` (``||theta_new - theta||``), ``relative_update_norm`` (divided by
-        ``||theta||``), ``curvature_downdated``, ``checksum_before`` / ``checksum_after``
-        (:attr:`parameters_checksum_` around the step), ``loss_before`` / ``loss_after``
+        ``||theta||``), ``curvature_downdated``, ``step`` (``"leave_out"`` / ``"full"``),
+        ``checksum_before`` / ``checksum_after`` (:attr:`parameters_checksum_` around the
+        step), ``seal_before`` (:attr:`state_seal_` before the call: the entries form a hash
+        chain), ``loss_before`` / ``loss_after``
         (mean ``-log p(y|x)`` of the forget set from ``predict_proba``), ``accuracy_before`` /
         ``accuracy_after`` (on the forget set), ``label_flip_rate`` (share of the forget set
         whose predicted label changed), ``predicted_loss_change`` (first-order change of the
@@ -463,6 +581,14 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         SHA-256 of the exact bytes of the current parameters; :meth:`forget` refuses to run
         when the wrapped model's parameters no longer match it (refitted or edited behind the
         meta-estimator's back, so the cached curvature does not belong to them).
+    state_seal_ : str
+        Digest of everything a deletion depends on (parameters, curvature operator, damping,
+        fit-time settings, counts, row records, erasure log): SHA-256, or HMAC-SHA256 when a
+        key is set with :func:`sklearn_ssse.seal_key`. Recomputed by fit and every forget,
+        verified in full on load (and by :meth:`verify_seal`), and before every forget (in
+        full when anything was rebound or written in place since the last seal).
+    seal_mode_ : {"sha256", "hmac-sha256"}
+        How :attr:`state_seal_` was made (see the user guide, "Deletions you can trust").
     sample_salt_ : bytes
         Key of the row digests (only with ``track_samples=True``).
     sample_digests_ : ndarray of dtype S16
@@ -480,6 +606,38 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Rows of ``X_fit_`` still in the model (only with ``keep_training_data=True``): False for
         forgotten rows and for rows the estimator never trained on (a skorch validation split).
 
+    See Also
+    --------
+    sklearn_ssse.model_selection.ForgetSplit : Forget sets for tuning ``epsilon`` with
+        :class:`~sklearn.model_selection.GridSearchCV`.
+    sklearn_ssse.model_selection.epsilon_sweep : Scores a whole grid of epsilons from one fit.
+    sklearn_ssse.metrics.make_unlearning_scorer : Scorers that compare with retraining.
+    sklearn_ssse.metrics.normalized_parameter_distance : Distance to the retrained model.
+
+    Notes
+    -----
+    The erasure step is single-step sample erasure (SSSE) [1]_. With ``curvature="ggn"`` and
+    ``epsilon=1`` it is the influence-function (Newton) estimate of the retrained model [2]_;
+    with the default ``step="leave_out"`` (the curvature of the data that remains) it is the
+    Newton removal step of certified data removal [3]_, whose residual-gradient certificate
+    :meth:`certify` reports. ``inverse="sherman_morrison"`` and ``"woodbury"`` hold the
+    inverse through rank-one / Woodbury updates as in WoodFisher [4]_; ``inverse="block"``
+    keeps a block-diagonal curvature (per class or per layer), the structure that K-FAC [5]_
+    approximates further with Kronecker factors.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
+    .. [2] P. W. Koh and P. Liang, "Understanding Black-box Predictions via Influence
+       Functions", ICML 2017. https://arxiv.org/abs/1703.04730
+    .. [3] C. Guo, T. Goldstein, A. Hannun and L. van der Maaten, "Certified Data Removal from
+       Machine Learning Models", ICML 2020. https://arxiv.org/abs/1911.03030
+    .. [4] S. P. Singh and D. Alistarh, "WoodFisher: Efficient Second-Order Approximation for
+       Neural Network Compression", NeurIPS 2020. https://arxiv.org/abs/2004.14340
+    .. [5] J. Martens and R. Grosse, "Optimizing Neural Networks with Kronecker-factored
+       Approximate Curvature", ICML 2015. https://arxiv.org/abs/1503.05671
+
     Examples
     --------
     >>> from sklearn.datasets import load_iris
@@ -493,27 +651,58 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     array([0, 0, 0])
     """
 
-    _parameter_constraints: dict = {
-        "estimator": [HasMethods(["fit"])],
-        "epsilon": [Interval(Real, 0, None, closed="left")],
-        "curvature": [StrOptions({"empirical_fisher", "ggn"})],
-        "damping": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
-        "inverse": [StrOptions({"auto", "dense", "block", "woodbury", "sherman_morrison"})],
-        "memory_budget": [Interval(Integral, 1, None, closed="left"), str],
-        "step": [StrOptions({"auto", "leave_out", "full"})],
-        "block_size": [Interval(Integral, 1, None, closed="left"), None],
-        "fisher_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "fisher_max_samples": [Interval(Integral, 1, None, closed="left"), None],
-        "update_curvature": ["boolean", StrOptions({"auto"})],
-        "parameters": [list, tuple, str, None],
-        "dtype": [StrOptions({"float32", "float64"}), None],
-        "chunk_size": [Interval(Integral, 1, None, closed="left")],
-        "keep_training_data": ["boolean"],
-        "memory": [None, str, HasMethods(["cache"])],
-        "random_state": ["random_state"],
-        "track_samples": ["boolean"],
-        "on_untracked": [StrOptions({"error", "warn"})],
+    #: accepted values of the string-valued parameters
+    _CHOICES: dict = {
+        "curvature": ("empirical_fisher", "ggn"),
+        "inverse": ("auto", "dense", "ekfac", "block", "woodbury", "sherman_morrison"),
+        "step": ("auto", "leave_out", "full"),
+        "dtype": ("float32", "float64", None),
+        "on_untracked": ("error", "warn"),
     }
+
+    def _validate_params(self) -> None:
+        """Check the constructor parameters (types and ranges), before any work."""
+        def bad(name, what):
+            return ValueError(f"The '{name}' parameter of UnlearnableClassifier must be {what}. "
+                              f"Got {getattr(self, name)!r} instead.")
+
+        def number(name, *, integer=False, low=0, none=False):
+            v = getattr(self, name)
+            if v is None and none:
+                return
+            kind = Integral if integer else Real
+            if isinstance(v, bool) or not isinstance(v, kind) or not v >= low:
+                raise bad(name, f"{'an int' if integer else 'a number'} >= {low}"
+                                + (" or None" if none else ""))
+
+        if not hasattr(self.estimator, "fit"):
+            raise bad("estimator", "an estimator with a 'fit' method")
+        for name, options in self._CHOICES.items():
+            if getattr(self, name) not in options:
+                raise bad(name, "one of " + ", ".join(map(repr, options)))
+        number("epsilon")
+        if self.damping != "auto":
+            number("damping")
+        for name in ("fisher_batch_size", "chunk_size"):
+            number(name, integer=True, low=1)
+        for name in ("block_size", "fisher_max_samples"):
+            number(name, integer=True, low=1, none=True)
+        if not (isinstance(self.memory_budget, str)
+                or (isinstance(self.memory_budget, Integral)
+                    and not isinstance(self.memory_budget, bool) and self.memory_budget >= 1)):
+            raise bad("memory_budget", "a positive int (bytes) or a string such as '2GiB'")
+        if self.update_curvature != "auto" and not isinstance(self.update_curvature,
+                                                              (bool, np.bool_)):
+            raise bad("update_curvature", "a bool or 'auto'")
+        for name in ("keep_training_data", "track_samples"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise bad(name, "a bool")
+        if self.parameters is not None and not isinstance(self.parameters, (list, tuple, str)):
+            raise bad("parameters", "a list or tuple of names / patterns, a pattern, or None")
+        if not (self.memory is None or isinstance(self.memory, str)
+                or hasattr(self.memory, "cache")):
+            raise bad("memory", "None, a path or a joblib.Memory")
+        check_random_state(self.random_state)
 
     def __init__(self, estimator, *, epsilon=1.0, curvature="ggn", damping="auto",
                  inverse="auto", memory_budget="2GiB", step="auto", block_size=None,
@@ -554,12 +743,13 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _validate_Xy(self, X, y, reset: bool, backend_cls):
         """Validate ``(X, y)`` to the input dtype of ``backend_cls`` (selected once by the
         caller: at fit from ``estimator``, afterwards ``type(self.backend_)``)."""
-        multi = _is_multi_output(self.estimator)
+        multi = _is_multi_output(self.estimator if reset else self.estimator_)
         X, y = validate_data(self, X, y, reset=reset, multi_output=multi,
                              dtype=backend_cls.input_dtype, y_numeric=False)
         if multi and y.ndim == 1:
+            check_classification_targets(y)  # a continuous y: say so first
             raise ValueError(f"{type(self.estimator).__name__} needs a 2-D y (n_samples, "
-                             "n_outputs)")
+                             "n_outputs): one column of class labels per output")
         return X, y
 
     def _config(self) -> dict:
@@ -607,6 +797,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise TypeError("sample_weight is not supported: SSSE's curvature and step "
                             "assume unweighted samples")
         X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls)
+        for col in y.reshape(len(y), -1).T:
+            _check_label_types(col)
         check_classification_targets(y)
         fit = _fit_and_build
         if self.memory is not None:
@@ -637,15 +829,15 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self._backend_kwargs = {"parameters": self.parameters, "dtype": self.dtype}
         self.backend_ = backend_cls(self.estimator_, **self._backend_kwargs)
         self.curvature_ = state["curvature"]
-        self.damping_ = state["damping"]
+        self._damping = state["damping"]
         self.inverse_ = state["inverse"]
         self.config_ = self._resolved(state)
         self._label_salt = state.get("label_salt")
         self.n_samples_fit_ = self.n_samples_ = int(state["n"])
         self.n_curvature_samples_ = int(state.get("n_curvature_samples", state["n"]))
         self._curvature_sample = state.get("sample")
-        self.theta_fit_ = self.backend_.get_parameters()
-        self._theta = self.theta_fit_.clone()
+        self._theta_fit = self.backend_.get_parameters()
+        self._theta = self._theta_fit.clone()
         self.erasure_log_ = []
         if hasattr(self.estimator_, "classes_"):
             self.classes_ = self.estimator_.classes_
@@ -665,7 +857,89 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 digests = salt, row_digests(X[fit_idx], self._label_codes(y[fit_idx]), salt=salt)
             self.sample_salt_ = digests[0]
             self.sample_digests_, self.sample_digest_counts_ = multiset(digests[1])
+        self._seal()
         return self
+
+    # ------------------------------------------------------------------- public array views
+    def _public(self, name: str):
+        """A fitted tensor as users see it: a NumPy copy for linear models, the tensor itself
+        (on the net's device) for nets."""
+        try:
+            t = self.__dict__[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        if getattr(self.backend_, "public_numpy", False):
+            return t.detach().cpu().numpy().copy()
+        return t
+
+    @property
+    def theta_fit_(self):
+        """Parameters right after fit (NumPy for linear models, a tensor on the net's device
+        for nets)."""
+        return self._public("_theta_fit")
+
+    @property
+    def damping_(self):
+        """Mean-form damping vector used at fit (NumPy for linear models, a tensor on the
+        net's device for nets)."""
+        return self._public("_damping")
+
+    # ------------------------------------------------------------------------------ the seal
+    def _seal(self) -> None:
+        """Seal the current state (HMAC with the configured key, else SHA-256)."""
+        key = current_key()
+        self.seal_mode_ = "hmac-sha256" if key is not None else "sha256"
+        self.state_seal_ = digest(self.__dict__, key, memo=self._seal_memo())
+        self._seal_fingerprint = fingerprint(self.__dict__)
+
+    def _seal_memo(self) -> dict:
+        """Digests of large tensors kept between seals (never pickled; a new dict, so that a
+        rollback restores the previous one)."""
+        memo = dict(self.__dict__.get("_seal_memo_cache", {}))
+        self._seal_memo_cache = memo
+        return memo
+
+    def _verify_seal(self, full: bool) -> None:
+        """Raise :class:`SealError` unless the state matches ``state_seal_``; ``full=False``
+        skips the digest when the in-memory fingerprint is unchanged since the last seal."""
+        if "state_seal_" not in self.__dict__:
+            raise SealError("this model has no state seal (saved by an older version of "
+                            "sklearn_ssse?): its cached state cannot be trusted; refit it")
+        if not full and self.__dict__.get("_seal_fingerprint") == fingerprint(self.__dict__):
+            return
+        keyed = self.seal_mode_ == "hmac-sha256"
+        key = current_key() if keyed else None
+        if keyed and key is None:
+            raise SealError("this model is sealed with a secret key: set it with "
+                            "sklearn_ssse.seal_key(key) (or the SKLEARN_SSSE_SEAL_KEY environment "
+                            "variable) to verify or update it")
+        memo = self._seal_memo() if not full else None
+        if not hmac.compare_digest(digest(self.__dict__, key, memo=memo), self.state_seal_):
+            raise SealError("the model's state does not match its seal: the parameters, the "
+                            "cached curvature, the row records or the erasure log were modified "
+                            "or corrupted since it was sealed" + (", or the key is not the one it "
+                                                                 "was sealed with" if keyed else "")
+                            + ". Nothing was changed; refit it or load an intact copy")
+        self._seal_fingerprint = fingerprint(self.__dict__)
+
+    def verify_seal(self) -> bool:
+        """Verify the whole sealed state against :attr:`state_seal_` (a full digest).
+
+        Returns
+        -------
+        True
+            When it matches.
+
+        Raises
+        ------
+        SealError
+            The state was modified or corrupted since it was sealed, the key is wrong, or the
+            model is keyed and no key is set.
+        """
+        check_is_fitted(self)
+        with _lock_of(self):
+            self._verify_seal(full=True)
+        return True
 
     @classmethod
     def from_fitted(cls, estimator, X, y=None, *, copy: bool = True, **params
@@ -800,6 +1074,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     def _check_forget_input(self, X, y):
         check_is_fitted(self)
+        self._verify_seal(full=False)
         self._check_parameters_unchanged()
         X, y = self._validate_Xy(X, y, reset=False, backend_cls=type(self.backend_))
         k = X.shape[0]
@@ -810,6 +1085,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if len(cols) != len(classes):
             raise ValueError(f"y has {len(cols)} outputs, the model was fitted with {len(classes)}")
         for j, (col, cls) in enumerate(zip(cols, classes)):
+            _check_label_types(col, cls)
             unseen = np.setdiff1d(col, cls)
             if unseen.size:
                 where = f" (output {j})" if len(classes) > 1 else ""
@@ -833,7 +1109,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _downdate(self, X, y):
         """The cached curvature without the terms of ``(X, y)``, taken at ``theta_fit_`` (the
         parameters it was built at), and its sampled-row record."""
-        with parameters_at(self.backend_, self.theta_fit_):
+        with parameters_at(self.backend_, self._theta_fit):
             return downdate_curvature(
                 self.curvature_, getattr(self, "_curvature_sample", None), self.backend_, X, y,
                 curvature=self.config_.curvature, chunk_size=self.config_.chunk_size,
@@ -863,6 +1139,15 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return self.curvature_.solve(g) / (self.n_samples_ - k), g, down, sample
         return down.solve_sum(g), g, down, sample
 
+    def _row_index(self) -> RowIndex:
+        """The hash index of the kept training rows, built once per fit (the rows never change;
+        which of them remain is ``fit_mask_``); not pickled."""
+        cached = self.__dict__.get("_row_index_cache")
+        if cached is None or cached[0] is not self.X_fit_ or cached[1] is not self.y_fit_:
+            cached = (self.X_fit_, self.y_fit_, RowIndex(self.X_fit_, self.y_fit_))
+            self._row_index_cache = cached
+        return cached[2]
+
     def _label_codes(self, y) -> np.ndarray:
         """Labels as class indices (one column per output): a dtype-independent form of ``y``
         for the row digests."""
@@ -874,7 +1159,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return np.stack([np.searchsorted(np.asarray(c), Y[:, j]) for j, c in enumerate(classes)],
                         axis=1).astype(np.int64)
 
-    def forget_direction(self, X, y) -> torch.Tensor:
+    @_serialised
+    def forget_direction(self, X, y):
         """The erasure direction ``delta = F^{-1} sum_S g_i / (n - k)`` (no mutation).
 
         ``forget(X, y, epsilon)`` moves the parameters to ``theta + epsilon * delta``, so every
@@ -891,11 +1177,15 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        delta : torch.Tensor of shape (n_params,)
-            The direction, on the backend's device.
+        delta : ndarray or torch.Tensor of shape (n_params,)
+            The direction: a NumPy array for linear models, a tensor on the net's device for
+            nets.
         """
         X, y = self._check_forget_input(X, y)
-        return self._erasure(X, y)[0]
+        delta = self._erasure(X, y)[0]
+        if getattr(self.backend_, "public_numpy", False):
+            return delta.detach().cpu().numpy()
+        return delta
 
     @_restore_on_error
     def forget(self, X, y, epsilon=None):
@@ -963,10 +1253,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             n_untracked = int(missing.sum())
         rows_kept = None
         if hasattr(self, "fit_mask_"):
-            from ._rows import locate_rows
-
-            found = locate_rows(self.X_fit_, self.y_fit_, X, y, active_mask=self.fit_mask_,
-                                missing="raise" if self.on_untracked == "error" else "ignore")
+            found = self._row_index().locate(
+                X, y, active_mask=self.fit_mask_,
+                missing="raise" if self.on_untracked == "error" else "ignore")
             rows_kept = found[found >= 0]
             n_untracked = max(n_untracked or 0, int((found < 0).sum()))
         if n_untracked:
@@ -989,6 +1278,18 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         step = theta - theta_old
         if not bool(torch.isfinite(theta).all()):
             raise FloatingPointError("the erasure step is not finite; nothing was changed")
+        # norms in float64 and scaled: a huge but finite step must not overflow to inf here
+        norm_old, update_norm = (_norm(theta_old), _norm(step))
+        if not math.isfinite(update_norm) or update_norm > _MAX_STEP_RATIO * max(norm_old, 1.0):
+            raise FloatingPointError(
+                f"the erasure step (epsilon={eps:g}) would make the parameters "
+                f"{update_norm:.3g} / {norm_old:.3g} = {update_norm / max(norm_old, 1e-300):.3g}"
+                " times larger than they are (limit 1e12): not a meaningful model; nothing was "
+                "changed. The Newton step of the remaining data is epsilon=1")
+        if eps > LARGE_EPSILON:
+            warnings.warn(f"epsilon={eps:g} moves the parameters {eps:g} times the Newton step "
+                          "(epsilon=1): expect to overshoot the retrained model", LargeStepWarning,
+                          stacklevel=3)
         curvature = self.curvature_
         curvature_sample = getattr(self, "_curvature_sample", None)
         if self.config_.update_curvature:
@@ -1008,7 +1309,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         # 3. commit the parameters (any failure from here on, or in a temporary write above,
         # is rolled back by @_restore_on_error, which puts theta_old back)
-        self.backend_.set_parameters(theta)
+        try:
+            self.backend_.set_parameters(theta)
+        except ValueError as exc:
+            if "read-only" not in str(exc):
+                raise
+            raise ValueError(
+                "the wrapped model's parameters are read-only, as after "
+                "joblib.load(path, mmap_mode='r'): forget() writes them in place. Load the model "
+                "writable (joblib.load(path) or mmap_mode='c', copy-on-write); nothing was "
+                "changed") from exc
         written = self.backend_.get_parameters()
         checksum = _parameters_checksum(written)
         if _parameters_checksum(self._live_parameters()) != checksum:
@@ -1020,9 +1330,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         after = _set_diagnostics(self.estimator_, X, y, classes)
 
         # 4. the record and the bookkeeping (plain assignments, cannot fail halfway)
-        norm_old = float(torch.linalg.vector_norm(theta_old))
-        update_norm = float(torch.linalg.vector_norm(step))
         entry = {
+            "event": "forget",
             "time": datetime.now(timezone.utc).isoformat(),
             "n_removed": k,
             "epsilon": eps,
@@ -1032,6 +1341,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             "curvature_downdated": bool(self.config_.update_curvature),
             "step": self.config_.step,
             "checksum_before": self.parameters_checksum_,
+            "seal_before": self.state_seal_,
             "checksum_after": checksum,
             "loss_before": before[0] if before else None,
             "loss_after": after[0] if after else None,
@@ -1054,7 +1364,150 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.fit_mask_ = mask
         if new_digests is not None:
             self.sample_digests_, self.sample_digest_counts_ = new_digests
-        self.erasure_log_.append(entry)
+        self.erasure_log_ = [*self.erasure_log_, entry]  # a new list: a rollback restores it
+        self._seal()
+        return self
+
+    # ------------------------------------------------------------------- certificate, refine
+    def _check_certifiable(self):
+        check_is_fitted(self)
+        if not getattr(self.backend_, "certifiable", False):
+            raise TypeError(f"certify() and refine() need a convex model with a closed-form "
+                            f"objective (the scikit-learn linear models); "
+                            f"{type(self.estimator_).__name__} is not one")
+        self._verify_seal(full=False)
+        self._check_parameters_unchanged()
+
+    def _log_event(self, entry: dict) -> None:
+        entry = {"event": entry.pop("event"), "time": datetime.now(timezone.utc).isoformat(),
+                 **entry, "seal_before": self.state_seal_}
+        self.erasure_log_ = [*self.erasure_log_, entry]
+
+    @_restore_on_error
+    def certify(self, X_remaining=None, y_remaining=None) -> Certificate:
+        """Bound (or estimate) how far the current parameters are from the retrained model.
+
+        One pass over the remaining training rows computes the gradient of the model's own
+        objective on them (penalty included); strong convexity with modulus ``mu`` gives
+        ``||theta - theta_retrained|| <= ||grad|| / mu``.  When every parameter is penalised
+        (no intercept, or a penalised one) ``mu`` is the smallest penalty weight and the result
+        is a true upper bound (``kind="bound"``); with an unpenalised intercept ``mu`` is
+        estimated by the smallest eigenvalue of the cached curvature and the result is an
+        estimate (``kind="estimate"``).  Nothing is optimised.  The certificate is appended to
+        :attr:`erasure_log_` (``event="certify"``).
+
+        Parameters
+        ----------
+        X_remaining : array-like, dask array or iterable of (X, y) chunks, default=None
+            The training rows still in the model (all of them, and only them).  ``None`` uses
+            the kept rows (``keep_training_data=True``).  Dask arrays are reduced block by
+            block where they live (on the workers of an active ``dask.distributed`` client).
+        y_remaining : array-like or dask array, default=None
+            Their labels (``None`` with an iterable of chunks).
+
+        Returns
+        -------
+        certificate : Certificate
+            ``distance`` (the bound or estimate), ``kind``, ``residual_norm``, ``mu``,
+            ``original_distance`` (the same for the parameters right after fit) and
+            ``relative`` (their ratio), ``n_remaining``, ``seconds``.
+
+        Raises
+        ------
+        TypeError
+            For a model without a closed-form convex objective (nets).
+        ValueError
+            No remaining rows given or kept, or a different number of rows than
+            ``n_samples_``.
+        """
+        self._check_certifiable()
+        cert, _, _, _ = certificate(self, self._theta, X_remaining, y_remaining)
+        self._log_event({"event": "certify", "certificate": cert.to_dict()})
+        self._seal()
+        return cert
+
+    @_restore_on_error
+    def refine(self, X_remaining=None, y_remaining=None, *, tol=1e-6, max_iter=50):
+        """Continue optimising on the remaining rows until the retrained optimum is reached.
+
+        Newton steps with the cached curvature as the Hessian (the GGN of the remaining rows
+        after leave-out forgets), each followed by one pass over the remaining rows for the
+        exact gradient, with step halving whenever the gradient norm would grow; it stops when
+        the certificate's distance (see :meth:`certify`) is at most ``tol``.  The result is the
+        model retrained without the forgotten rows to that tolerance, at the cost of a few
+        gradient passes.  When a whole class has no remaining rows (a class removal) its row is
+        switched off (weights 0, intercept -1e4: probability exactly 0, like the retrained
+        model, which does not have the class) and the other rows are refined.  The cached
+        curvature is kept (it stays the curvature at ``theta_fit_``).  The certificates before
+        and after go to :attr:`erasure_log_` (``event="refine"``).
+
+        Parameters
+        ----------
+        X_remaining, y_remaining : see :meth:`certify`
+            Read once per iteration: arrays, dask arrays or a re-iterable (e.g. a list) of
+            chunks; a one-shot iterator is refused.
+        tol : float, default=1e-6
+            Target distance to the retrained optimum (parameter units; a bound or an estimate
+            as in :meth:`certify`).
+        max_iter : int, default=50
+            Maximum number of Newton steps.
+
+        Returns
+        -------
+        self : UnlearnableClassifier
+
+        Raises
+        ------
+        TypeError, ValueError
+            As :meth:`certify`; a one-shot iterator as data.
+        RuntimeError
+            When ``max_iter`` steps do not reach ``tol`` (nothing is changed).
+        """
+        self._check_certifiable()
+        if not (isinstance(tol, Real) and tol > 0):
+            raise ValueError(f"tol must be a positive number, got {tol!r}")
+        if y_remaining is None and X_remaining is not None and iter(X_remaining) is X_remaining:
+            raise TypeError("refine() reads the remaining rows once per iteration: pass arrays, "
+                            "dask arrays or a list of (X, y) chunks, not a one-shot iterator")
+        start = time.perf_counter()
+        before, grad, original, absent = certificate(self, self._theta, X_remaining,
+                                                     y_remaining)
+        theta = suppress(self, self._theta, absent).to(self._theta)  # a removed class: off
+        cert, mu, passes, steps = before, before.mu, 1 + bool(absent.size), 0
+        while cert.distance > tol:
+            if steps >= max_iter:
+                raise RuntimeError(f"refine did not reach tol={tol:g} in {max_iter} Newton steps "
+                                   f"(distance {cert.distance:.3g}); nothing was changed")
+            direction = -self.curvature_.solve_sum(torch.as_tensor(grad).to(self._theta))
+            direction[torch.as_tensor(absent)] = 0.0  # the switched-off classes stay off
+            t = 1.0
+            for _ in range(30):
+                cand = theta + t * direction
+                new, new_grad, _, _ = certificate(self, cand, X_remaining, y_remaining, mu=mu,
+                                                  original=original, absent=absent)
+                passes += 1
+                if new.residual_norm < cert.residual_norm:
+                    break
+                t /= 2
+            else:
+                raise RuntimeError("refine: no step decreases the gradient norm (is the data "
+                                   "the remaining training rows?); nothing was changed")
+            theta, cert, grad, steps = cand, new, new_grad, steps + 1
+        checksum_before = self.parameters_checksum_
+        self.backend_.set_parameters(theta)
+        written = self.backend_.get_parameters()
+        checksum = _parameters_checksum(written)
+        if _parameters_checksum(self._live_parameters()) != checksum:
+            raise RuntimeError("the new parameters did not reach the wrapped estimator; "
+                               "nothing was changed: call fit again")
+        self._log_event({"event": "refine", "certificate_before": before.to_dict(),
+                         "certificate_after": cert.to_dict(), "newton_steps": steps,
+                         "data_passes": passes, "tol": float(tol),
+                         "checksum_before": checksum_before, "checksum_after": checksum,
+                         "seconds": time.perf_counter() - start})
+        self._theta = written
+        self.parameters_checksum_ = checksum
+        self._seal()
         return self
 
     # ------------------------------------------------------------------------------ persistence
@@ -1062,6 +1515,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """State for pickle / joblib / skops: tensors and curvature operators as plain
         containers of numpy arrays, the backend left out (rebuilt on load)."""
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
+        state.pop("_seal_fingerprint", None)  # identities: meaningless elsewhere
+        state.pop("_seal_memo_cache", None)
+        state.pop("_row_index_cache", None)  # rebuilt from the kept rows on first use
         backend = state.pop("backend_", None)
         if backend is not None:
             state["_backend_class"] = type(backend).__name__
@@ -1083,8 +1539,17 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         for k, v in list(self.__dict__.items()):
             if k != "backend_":
                 self.__dict__[k] = from_portable(v, device)
+        if "state_seal_" in self.__dict__:
+            if self.seal_mode_ == "hmac-sha256" and current_key() is None:
+                warnings.warn("this model is sealed with a secret key that is not set: its state "
+                              "was not verified on load, and forget() will refuse to run until "
+                              "the key is set with sklearn_ssse.seal_key(key)",
+                              UnverifiedSealWarning, stacklevel=2)
+            else:
+                self._verify_seal(full=True)
 
     # ------------------------------------------------------------------------------ parameters
+    @_serialised
     def get_parameters(self) -> np.ndarray:
         """The current parameters as one flat float vector (a copy).
 
@@ -1096,6 +1561,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         return self.backend_.get_parameters().detach().cpu().numpy().copy()
 
+    @_serialised
     def with_parameters(self, theta):
         """A predicting copy of the fitted estimator carrying ``theta``.
 
@@ -1118,6 +1584,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return validate_data(self, X, reset=False, dtype=self.backend_.input_dtype)
 
     @available_if(_estimator_has("predict"))
+    @_serialised
     def predict(self, X):
         """Predict with the (possibly unlearned) wrapped estimator.
 
@@ -1135,6 +1602,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self.estimator_.predict(X)
 
     @available_if(_estimator_has("predict_proba"))
+    @_serialised
     def predict_proba(self, X):
         """Class probabilities of the wrapped estimator.
 
@@ -1152,6 +1620,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self.estimator_.predict_proba(X)
 
     @available_if(_estimator_has("predict_log_proba"))
+    @_serialised
     def predict_log_proba(self, X):
         """Log class probabilities of the wrapped estimator.
 
@@ -1169,6 +1638,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self.estimator_.predict_log_proba(X)
 
     @available_if(_estimator_has("decision_function"))
+    @_serialised
     def decision_function(self, X):
         """Decision function of the wrapped estimator.
 
@@ -1186,6 +1656,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self.estimator_.decision_function(X)
 
     @available_if(_estimator_has("score"))
+    @_serialised
     def score(self, X, y, sample_weight=None):
         """Score of the wrapped estimator (mean accuracy for classifiers).
 
@@ -1204,4 +1675,6 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             The wrapped estimator's score.
         """
         X = self._X(X)
+        if sample_weight is None:  # e.g. MultiOutputClassifier.score takes no sample_weight
+            return self.estimator_.score(X, y)
         return self.estimator_.score(X, y, sample_weight=sample_weight)

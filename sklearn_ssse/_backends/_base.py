@@ -51,9 +51,26 @@ class BaseBackend(ABC):
     device: torch.device = torch.device("cpu")
     #: numpy dtype the inputs are validated to before reaching the backend
     input_dtype = np.float64
+    #: a convex model with a closed-form objective: ``gradient_sum`` plus the penalty of
+    #: ``default_damping`` is its exact gradient (``certify`` / ``refine`` need it)
+    certifiable: bool = False
+    #: the estimator shows its fitted vectors (``theta_fit_``, ``damping_``, the erasure
+    #: direction) as NumPy arrays (linear models) rather than tensors (nets)
+    public_numpy: bool = False
 
     def __init__(self, estimator):
         self.estimator = estimator
+
+    # ------------------------------------------------------------- Kronecker structure
+    @property
+    def kronecker_blocks(self) -> list[tuple[slice, int, int]] | None:
+        """``(parameter slice, K, p)`` per output when the curvature's data term is a sum of
+        Kronecker products ``A_i (x) x_i x_i^T`` (``inverse="ekfac"``); ``None`` otherwise."""
+        return None
+
+    def kronecker_terms(self, X, y, curvature: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per block of :attr:`kronecker_blocks`, ``(Xa, A)`` for the rows ``(X, y)``."""
+        raise NotImplementedError(f"{type(self).__name__} has no Kronecker structure")
 
     # ------------------------------------------------------------------ model family
     @classmethod

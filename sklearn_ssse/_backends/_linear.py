@@ -56,9 +56,17 @@ def _lr_penalty(est) -> tuple[float, bool]:
     return 0.0, penalised
 
 
-def _check_single(est) -> None:
-    from sklearn.linear_model._base import LinearClassifierMixin
+def _linear_without_proba() -> tuple[type, ...]:
+    """scikit-learn's linear classifiers without a probabilistic loss (public classes)."""
+    import sklearn.linear_model as lm
+    import sklearn.svm as svm
 
+    names = [(lm, "RidgeClassifier"), (lm, "RidgeClassifierCV"), (lm, "Perceptron"),
+             (lm, "PassiveAggressiveClassifier"), (svm, "LinearSVC")]
+    return tuple(getattr(m, n) for m, n in names if hasattr(m, n))
+
+
+def _check_single(est) -> None:
     if isinstance(est, LogisticRegression):
         if _lr_penalty(est)[0] > 0:
             raise ValueError("SSSE needs a twice-differentiable objective: LogisticRegression with "
@@ -71,7 +79,7 @@ def _check_single(est) -> None:
             raise ValueError("SSSE needs a twice-differentiable objective: SGDClassifier with an "
                              "L1 / elastic-net penalty is not supported.")
         return
-    if isinstance(est, LinearClassifierMixin):
+    if isinstance(est, _linear_without_proba()):
         raise ValueError(_NO_PROBA.format(name=type(est).__name__))
     raise TypeError(_UNSUPPORTED.format(name=type(est).__name__))
 
@@ -271,6 +279,8 @@ class LinearBackend(BaseBackend):
     dtype = torch.float64
     device = torch.device("cpu")
     input_dtype = np.float64
+    certifiable = True
+    public_numpy = True
 
     def __init__(self, estimator, parameters=None, dtype=None):
         super().__init__(estimator)
@@ -441,6 +451,39 @@ class LinearBackend(BaseBackend):
             Xa, A = self.parts[j].output_weights(X, cols[j], curvature)
             weights[j] = torch.from_numpy(np.ascontiguousarray(Xa)), torch.from_numpy(A)
         return [self.parts[j].gram(*weights[j], lo, hi) for j, lo, hi in located]
+
+    @property
+    def kronecker_blocks(self) -> list[tuple[slice, int, int]]:
+        """The Kronecker structure of the curvature (``inverse="ekfac"``): one
+        ``(parameter slice, K, p)`` per output, whose parameters form a ``K x p`` matrix of class
+        rows ``[w_c, b_c]`` (``K = 1`` for a binary model, one row per class otherwise)."""
+        return [(slice(int(o), int(o) + part.n_params), part.n_rows, part.p1)
+                for part, o in zip(self.parts, self.offsets)]
+
+    def kronecker_terms(self, X, y, curvature: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per output, ``(Xa, A)`` with ``sum_i A[i] (x) Xa[i] Xa[i]^T`` the curvature's data term
+        over ``(X, y)`` in that output's parameters (see :attr:`kronecker_blocks`).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, n_features)
+            Samples.
+        y : ndarray of shape (n,) or (n, n_outputs)
+            Their labels.
+        curvature : {"empirical_fisher", "ggn"}
+            Which curvature.
+
+        Returns
+        -------
+        list of (Tensor of shape (n, p), Tensor of shape (n, K, K))
+        """
+        if curvature not in ("empirical_fisher", "ggn"):
+            raise ValueError(f"unknown curvature {curvature!r}")
+        out = []
+        for part, yj in zip(self.parts, self._columns(y)):
+            Xa, A = part.output_weights(X, yj, curvature)
+            out.append((torch.from_numpy(np.ascontiguousarray(Xa)), torch.from_numpy(A)))
+        return out
 
     def default_damping(self, n_samples: int) -> torch.Tensor:
         return torch.from_numpy(np.concatenate([p.damping(n_samples) for p in self.parts]))

@@ -13,6 +13,7 @@ from ._metrics import (
 )
 from ._scorers import (
     UnlearningScorer,
+    certificate_scorer,
     clear_reference_cache,
     confusion_distance_scorer,
     forget_retain_scorer,
@@ -27,6 +28,7 @@ from ._scorers import (
 
 __all__ = [
     "UnlearningScorer",
+    "certificate_scorer",
     "clear_reference_cache",
     "confusion_distance",
     "confusion_distance_scorer",

@@ -129,7 +129,10 @@ def _fit_reference(estimator, X, y):
 
 
 def _reference(clf, remaining: np.ndarray, digest: str):
-    """``clone(clf.estimator)`` fitted on the remaining rows, cached (independent of epsilon)."""
+    """``clone(clf.estimator)`` fitted on the remaining rows, cached (independent of epsilon).
+
+    The unfitted constructor estimator, not ``estimator_``: a skorch net given a module
+    *instance* would otherwise start from the trained weights."""
     key = joblib.hash((clone(clf.estimator), digest, np.packbits(remaining)))
     with _lock:
         if key in _references:
@@ -197,6 +200,12 @@ class _Context:
         X_fit, y_fit = clf.X_fit_, clf.y_fit_
         X = np.asarray(X, dtype=X_fit.dtype)
         y = np.asarray(y)
+        if X.dtype.kind in "fc" and not np.isfinite(X).all():
+            bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
+            raise ValueError(
+                f"{name}: {len(bad)} test rows contain NaN or infinity (rows {bad[:5].tolist()}"
+                f"{', ...' if len(bad) > 5 else ''}): such a row is neither a training row to "
+                "forget nor a valid held-out row. Drop or impute them before scoring.")
         index, digest = _training_index(X_fit, y_fit)
         rows = index.locate(X, y, clf.fit_mask_, missing="ignore")
         found = rows >= 0
@@ -236,8 +245,7 @@ class _Context:
         return self.clf.with_parameters(theta)
 
     def retrained_parameters(self) -> np.ndarray:
-        backend = type(self.clf.backend_)(self.retrained, parameters=self.clf.parameters,
-                                          dtype=self.clf.dtype)
+        backend = type(self.clf.backend_)(self.retrained, **self.clf._backend_kwargs)
         return _parameters(backend.get_parameters())
 
     def softmax_invariant(self) -> bool:
@@ -347,6 +355,24 @@ def _score_forget_retain(scorer, ctx, epsilon, cache) -> float:
     return -(on_forget + on_retained) / 2
 
 
+def _score_certificate(scorer, ctx, epsilon, cache) -> float:
+    from .._certificate import certificate
+
+    if not getattr(ctx.clf.backend_, "certifiable", False):
+        raise ValueError("certificate_scorer needs a convex model with a closed-form objective "
+                         "(the scikit-learn linear models)")
+    theta_hat = ctx.theta + float(epsilon) * ctx.delta
+    cert, _, original, absent = certificate(
+        ctx.clf, theta_hat, reference=ctx.theta, remaining=ctx.remaining, mu=cache.get("mu"),
+        original=cache.get("original"), absent=cache.get("absent"))
+    cache["mu"], cache["original"], cache["absent"] = cert.mu, original, absent
+    if not np.isfinite(cert.relative):
+        raise ValueError("certificate_scorer: the model before forgetting is already at the "
+                         "optimum of the remaining rows, so the relative certificate is "
+                         "undefined")
+    return -cert.relative
+
+
 _SCORE_FUNCS = {
     "similarity_ratio": _score_similarity_ratio,
     "confusion_distance": _score_confusion_distance,
@@ -355,6 +381,7 @@ _SCORE_FUNCS = {
     "membership_inference": _score_membership_inference,
     "prediction_distance": _score_prediction_distance,
     "forget_retain": _score_forget_retain,
+    "certificate": _score_certificate,
 }
 _KINDS = tuple(_SCORE_FUNCS)
 
@@ -371,7 +398,8 @@ class UnlearningScorer:
     Parameters
     ----------
     kind : {"similarity_ratio", "confusion_distance", "normalized_confusion_distance", \
-"parameter_distance", "membership_inference", "prediction_distance", "forget_retain"}
+"parameter_distance", "membership_inference", "prediction_distance", "forget_retain", \
+"certificate"}
         The quantity (see :func:`make_unlearning_scorer`).
     metric : {"log_loss", "roc_auc", "accuracy"}, default="log_loss"
         Performance measure of the similarity ratio.
@@ -457,7 +485,8 @@ class UnlearningScorer:
             When the score is undefined (see the metric functions); never returns NaN.
         """
         epsilons = np.asarray(epsilons, dtype=float).reshape(-1)
-        need_ref = self.kind != "membership_inference" or self.target == "retrained"
+        need_ref = (self.kind not in ("membership_inference", "certificate")
+                    or (self.kind == "membership_inference" and self.target == "retrained"))
         ctx = _Context(estimator, X, y, name=self._name, reference=need_ref)
         cache: dict = {}
         score = _SCORE_FUNCS[self.kind]
@@ -509,6 +538,10 @@ def make_unlearning_scorer(kind: str, *, metric: str = "log_loss", attack: str =
           epsilon gives ``r_R`` in the hundreds or thousands), always scores below
           ``epsilon = 0``, however well it fits ``S``. On a class removal this is what stops the
           overshoot that scores on ``S`` alone reward.
+        - ``"certificate"``: ``-c(hat) / c(orig)`` with ``c`` the certificate of
+          :meth:`~sklearn_ssse.UnlearnableClassifier.certify` on the rows that remain without
+          ``S`` (``||grad J_{D\\S}|| / mu``): no reference model is retrained, so it costs one
+          gradient pass per epsilon. Linear models only.
     metric : {"log_loss", "roc_auc", "accuracy"}, default="log_loss"
         Performance measure ``P_S`` of the similarity ratio. The scorer defaults to the log-loss
         (unlike :func:`~sklearn_ssse.metrics.similarity_ratio`, which follows the design's ROC
@@ -530,6 +563,26 @@ def make_unlearning_scorer(kind: str, *, metric: str = "log_loss", attack: str =
     -------
     scorer : UnlearningScorer
         Callable ``(estimator, X, y)``; also has ``score_epsilons(estimator, X, y, epsilons)``.
+
+    See Also
+    --------
+    UnlearningScorer : The scorer class returned.
+    sklearn_ssse.model_selection.ForgetSplit : The splits these scorers expect.
+    sklearn_ssse.model_selection.epsilon_sweep : Scores a grid of epsilons in closed
+        form, from one fit.
+    sklearn.metrics.make_scorer : scikit-learn's scorer factory.
+
+    Notes
+    -----
+    The measures are those of SSSE [1]_ (similarity ratio, parameter distance,
+    confusion distance, membership inference) and prediction-space ones; all
+    compare with the model retrained without the forget set, the target of exact
+    unlearning.
+
+    References
+    ----------
+    .. [1] A. Peste, D. Alistarh and C. H. Lampert, "SSSE: Efficiently Erasing Samples from
+       Trained Machine Learning Models", 2021. https://arxiv.org/abs/2107.03860
 
     Examples
     --------
@@ -564,3 +617,4 @@ parameter_distance_scorer = make_unlearning_scorer("parameter_distance")
 membership_inference_scorer = make_unlearning_scorer("membership_inference")
 prediction_distance_scorer = make_unlearning_scorer("prediction_distance")
 forget_retain_scorer = make_unlearning_scorer("forget_retain")
+certificate_scorer = make_unlearning_scorer("certificate")

@@ -28,8 +28,8 @@ DEFAULT_EPSILONS_RATE = np.linspace(0.0, 2.0, 9)
 DEFAULT_EPSILONS_CLASS = np.array([0.0, 0.5, 1, 2, 5, 10, 20, 50, 100])
 
 #: measures per epsilon, in the order of the result's arrays
-MEASURES = ("similarity_ratio", "parameter_distance", "confusion_distance", "log_loss_forget",
-            "accuracy_forget", "accuracy_test", "mia_auc")
+MEASURES = ("similarity_ratio", "parameter_distance", "confusion_distance", "certificate",
+            "log_loss_forget", "accuracy_forget", "accuracy_test", "mia_auc")
 
 
 def _mia(model, X_S, y_S, X_H, y_H) -> float:
@@ -206,21 +206,24 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
     Returns
     -------
     result : Bunch
-        Per epsilon (arrays in the order of ``epsilons``): ``similarity_ratio`` on ``S``
-        (0 = behaves like the retrained model, 1 = like the original), ``parameter_distance``
+        Per epsilon (arrays in the order of ``epsilons``): ``similarity_ratio`` on ``S`` (0
+        = behaves like the retrained model, 1 = like the original), ``parameter_distance``
         (normalized; on a class removal only the classes the reference still knows are
         compared), ``confusion_distance`` (normalized confusion distance on ``S``),
-        ``log_loss_forget`` (mean log-loss on ``S``), ``accuracy_forget``, ``accuracy_test``
-        and ``mia_auc`` (loss-attack membership-inference
-        AUC of ``S`` against the test set, or the test samples of the class); NaN where
-        undefined. ``reference``: the same measures for ``"original"`` and ``"retrained"``
-        (dict of dicts). ``best_epsilon``, ``best_index`` and ``selected_by`` (the lowest
-        ``parameter_distance``, or ``confusion_distance`` for a class removal); ``mode``
-        (``"rate"`` or ``"class"``), ``metric``, ``forget_rate``, ``forget_class``, ``n_train``,
-        ``n_forget``, ``n_test``, ``timings`` (seconds: ``fit_curvature``, ``retrain``,
-        ``forget``), ``estimator`` (the fitted :class:`~sklearn_ssse.UnlearnableClassifier`),
-        ``retrained`` (the reference model), ``inverse`` (the estimator's ``inverse_``) and
-        ``cv_results`` of :func:`epsilon_sweep`.
+        ``certificate`` (the relative certificate of
+        :meth:`~sklearn_ssse.UnlearnableClassifier.certify`: computed without the retrained
+        model, to compare with ``parameter_distance``; linear models), ``log_loss_forget``
+        (mean log-loss on ``S``), ``accuracy_forget``, ``accuracy_test`` and ``mia_auc``
+        (loss-attack membership-inference AUC of ``S`` against the test set, or the test
+        samples of the class); NaN where undefined. ``reference``: the same measures for
+        ``"original"`` and ``"retrained"`` (dict of dicts). ``best_epsilon``, ``best_index``
+        and ``selected_by`` (the lowest ``parameter_distance``, or ``confusion_distance``
+        for a class removal); ``mode`` (``"rate"`` or ``"class"``), ``metric``,
+        ``forget_rate``, ``forget_class``, ``n_train``, ``n_forget``, ``n_test``,
+        ``timings`` (seconds: ``fit_curvature``, ``retrain``, ``forget``), ``estimator``
+        (the fitted :class:`~sklearn_ssse.UnlearnableClassifier`), ``retrained`` (the
+        reference model), ``inverse`` (the estimator's ``inverse_``) and ``cv_results`` of
+        :func:`epsilon_sweep`.
 
     Raises
     ------
@@ -293,6 +296,8 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
             "parameter_distance": _OrNaN(make_unlearning_scorer("parameter_distance")),
             "confusion_distance": _OrNaN(make_unlearning_scorer(
                 "normalized_confusion_distance")),
+            # no retraining: the residual gradient on the remaining rows (linear models)
+            "certificate": _OrNaN(make_unlearning_scorer("certificate")),
         }
         curvature = estimator.get_params().get(f"{last}curvature", "")
         bar.set_description(f"fit + {curvature} curvature ({len(X)} samples)")
@@ -301,7 +306,8 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
     ctx = measures.ctx
     cv_results = sweep.cv_results
     # the scorers are "higher is better": distances and ratios are negated
-    sign = {"similarity_ratio": -1, "parameter_distance": -1, "confusion_distance": -1}
+    sign = {"similarity_ratio": -1, "parameter_distance": -1, "confusion_distance": -1,
+            "certificate": -1}
     per_eps = {k: sign.get(k, 1) * np.asarray(cv_results[f"split0_test_{k}"], dtype=float) + 0.0
                for k in MEASURES}
     orig, re = ctx.original, ctx.retrained
@@ -315,11 +321,12 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
 
     reference = {
         "original": {"similarity_ratio": 1.0, "parameter_distance": 1.0,
-                     "confusion_distance": 1.0, **measures.measure(orig)},
+                     "confusion_distance": 1.0, "certificate": 1.0, **measures.measure(orig)},
         "retrained": {
             "similarity_ratio": defined(lambda: similarity_ratio(y_S, re, orig, re, X=X_S,
                                                                  metric=metric)),
             "parameter_distance": 0.0,
+            "certificate": 0.0,
             "confusion_distance": defined(lambda: normalized_confusion_distance(
                 y_S, re, orig, re, X=X_S)),
             **measures.measure(re)},
