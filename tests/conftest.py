@@ -1,8 +1,15 @@
 """Shared fixtures."""
 
-import numpy as np
-import pytest
-from sklearn.datasets import load_digits
+import os
+
+# scikit-learn's array-API estimator check runs only with SciPy's array-API mode, which must be
+# switched on before SciPy is imported (the package declares no array-API support: the check
+# verifies that enabling dispatch with NumPy inputs changes nothing)
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -311,11 +311,11 @@ def test_row_location_fails(model, monkeypatch):
     clf, X, y = model
     import sklearn_ssse._rows as rows
 
-    def locate_rows(*args, **kwargs):
+    def locate(*args, **kwargs):
         raise Injected("index corrupted")
 
     with monkeypatch.context() as m:
-        m.setattr(rows, "locate_rows", locate_rows)
+        m.setattr(rows.RowIndex, "locate", locate)
         reference, idx = _check_fault(clf, X, y, Injected)
     _same_after_next_forget(clf, reference, X, y, idx)
 

@@ -13,12 +13,12 @@ from sklearn.metrics import log_loss
 from sklearn.multioutput import MultiOutputClassifier
 
 from sklearn_ssse import UnlearnableClassifier, UntrackedSampleWarning
-from sklearn_ssse._hashing import multiset, multiset_remove, row_digests
+from sklearn_ssse._rows import multiset, multiset_remove, row_digests
 
 KEYS = {"time", "n_removed", "epsilon", "n_remaining", "update_norm", "relative_update_norm",
         "curvature_downdated", "checksum_before", "checksum_after", "loss_before", "loss_after",
         "accuracy_before", "accuracy_after", "label_flip_rate", "predicted_loss_change",
-        "n_untracked", "seconds", "step"}
+        "n_untracked", "seconds", "step", "seal_before", "event"}
 
 
 @pytest.fixture(scope="module")
