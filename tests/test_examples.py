@@ -116,3 +116,14 @@ def test_docs_code_blocks_run(page, tmp_path, monkeypatch, capsys):
         assert "refused:" in out
     else:
         assert out.startswith("1327 ")
+
+
+def test_plot_certificate(tmp_path, capsys):
+    results, out = run_example("plot_certificate", tmp_path, capsys)
+    bound, est = results["no intercept"], results["with intercept"]
+    assert (bound["kind"], est["kind"]) == ("bound", "estimate")
+    assert bound["ratio_min"] >= 1.0  # a true upper bound at every epsilon
+    for r in (bound, est):
+        # the certificate, computed without retraining, picks the epsilon the true distance does
+        assert r["best_epsilon_certificate"] == r["best_epsilon_true"] == 1.0
+        assert r["refined_certificate"] <= 1e-8 and r["refined_true_distance"] < 1e-8

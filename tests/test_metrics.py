@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from sklearn_ssse import UnlearnableClassifier
 from sklearn_ssse.metrics import (
+    certificate_scorer,
     clear_reference_cache,
     confusion_distance,
     confusion_distance_scorer,
@@ -604,7 +605,8 @@ def random_deletion_sweep():
                "similarity_ratio_auc": make_unlearning_scorer("similarity_ratio",
                                                               metric="roc_auc"),
                "normalized_confusion_distance": normalized_confusion_distance_scorer,
-               "confusion_distance": confusion_distance_scorer}
+               "confusion_distance": confusion_distance_scorer,
+               "certificate": certificate_scorer}
     res = epsilon_sweep(UnlearnableClassifier(LogisticRegression(tol=1e-8, max_iter=5000),
                                               curvature="ggn", keep_training_data=True),
                         scale(X), y, epsilons=eps, scoring=scoring,
@@ -619,7 +621,7 @@ _DEGENERATE = ("on random deletions the original and the retrained model predict
 
 
 @pytest.mark.parametrize("name", [
-    "similarity_ratio", "prediction_distance", "forget_retain",
+    "similarity_ratio", "prediction_distance", "forget_retain", "certificate",
     pytest.param("similarity_ratio_auc", marks=pytest.mark.xfail(strict=True,
                                                                  reason=_DEGENERATE)),
     pytest.param("normalized_confusion_distance",
@@ -664,7 +666,7 @@ def test_parameter_distance_scorer_on_class_removal(centre):
     re = clone(est).fit(X[y != 2], y[y != 2])
     assert list(re.classes_) == [0, 1, 3]
     theta = clf.get_parameters().reshape(4, -1)
-    delta = clf.forget_direction(X[S], y[S]).numpy().reshape(4, -1)
+    delta = clf.forget_direction(X[S], y[S]).reshape(4, -1)
     theta_re = np.hstack([re.coef_, re.intercept_[:, None]])
 
     def prep(W):
