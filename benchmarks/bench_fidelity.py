@@ -41,6 +41,16 @@ Run it with one BLAS thread so that timings on a shared machine mean something::
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \\
         python benchmarks/bench_fidelity.py [--quick] [--datasets cells tissue] [--n-repeats 3]
 
+``--kinds`` compares the inverse kinds instead (dense, ekfac, block, woodbury and what ``auto``
+picks at its default budget) on Fashion-MNIST (multinomial LR on the pixels, 7,850 parameters)
+and on a random-features model of 50,010 parameters (:func:`random_features`), against
+warm-started retraining (tol=1e-10, resp. 1e-8); results in ``results/fidelity_kinds.md``::
+
+    env -u OPENBLAS_CORETYPE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \\
+        python benchmarks/bench_fidelity.py --kinds --kinds-models linear --fmnist-n 20000 \\
+        --n-repeats 2
+    ... --kinds --kinds-models rf --rf-n 3000 --n-repeats 1 --skip-kinds block
+
 The markdown report is printed on stdout and written to ``--out``; raw numbers go to ``--json``.
 Progress lines go to stderr (``run_all.py`` takes a benchmark's stdout as its report).
 """
@@ -81,6 +91,7 @@ CONFIGS: dict[str, dict] = {
     "ggn": {"curvature": "ggn"},
     "ggn-dense": {"curvature": "ggn", "inverse": "dense"},
     "ggn-block": {"curvature": "ggn", "inverse": "block"},
+    "ggn-ekfac": {"curvature": "ggn", "inverse": "ekfac"},
     "ggn-woodbury": {"curvature": "ggn", "inverse": "woodbury"},
     "ef-dense": {"curvature": "empirical_fisher", "inverse": "dense"},
     "ggn-dense-full": {"curvature": "ggn", "inverse": "dense", "step": "full"},
@@ -97,6 +108,13 @@ INTERCEPT_RIDGE = 1e-8
 # library constants, for the memory guard only (read if present, else their current values)
 AUTO_DENSE_MAX = 4096
 WOODBURY_SAMPLES = 1024
+
+
+def _as_numpy(t) -> np.ndarray:
+    """A float64 array of a direction (``forget_direction`` returns an array, or a tensor in
+    older versions)."""
+    t = t.detach().cpu().numpy() if hasattr(t, "detach") else t
+    return np.asarray(t, dtype=np.float64)
 
 
 def log(msg: str) -> None:
@@ -303,6 +321,8 @@ def estimated_bytes(kwargs: dict, n: int, p1: int, n_classes: int) -> tuple[floa
         return 3 * 8.0 * d * d, kind
     if kind == "block":
         return 3 * 8.0 * n_rows * p1 * p1, kind
+    if kind == "ekfac":
+        return 8.0 * (3 * p1 * p1 + 512 * (2 * p1 + n_rows * n_rows)), kind
     if kind in ("woodbury", "sherman_morrison"):
         m = min(kwargs.get("fisher_max_samples") or WOODBURY_SAMPLES, n)
         q = n_classes if (kwargs.get("curvature") == "ggn" and softmax_model) else 1
@@ -454,7 +474,7 @@ def run_dataset(name: str, configs: dict, n_repeats: int, args) -> dict:
                 t0 = time.perf_counter()
                 delta = clf.forget_direction(Xs, ys)
                 t_dir = time.perf_counter() - t0
-                delta = delta.detach().cpu().numpy().astype(np.float64)
+                delta = _as_numpy(delta)
                 if not np.all(np.isfinite(delta)):
                     raise ValueError("non-finite direction")
                 rows = ref["test_rows"]
@@ -586,6 +606,194 @@ def _jsonable(x):
     return x
 
 
+# --------------------------------------------------------------- per inverse kind (issue 10.2)
+#: ``--kinds`` mode: the inverse kinds compared, as UnlearnableClassifier keyword arguments.
+#: ``ekfac`` is reached through ``inverse="auto"`` with a budget below the dense factor (the kind
+#: ``auto`` takes there); every run records the resolved kind.
+KIND_CONFIGS: dict[str, dict] = {
+    "dense": {"inverse": "dense", "memory_budget": "64GiB"},
+    "ekfac": {"inverse": "auto", "memory_budget": "ekfac"},
+    "block": {"inverse": "block", "memory_budget": "64GiB"},
+    "woodbury": {"inverse": "woodbury", "memory_budget": "64GiB"},
+    "auto (2GiB)": {"inverse": "auto"},
+}
+#: random-features width of the >= 50,000-parameter model (10 classes x 5,001)
+RF_WIDTH = 5000
+
+
+def _ekfac_budget(p1: int, n_classes: int, chunk: int = 512) -> int:
+    """A memory budget that admits the EK-FAC but not the dense factor (nor the blocks)."""
+    need = (3 * p1 * p1 + 2 * n_classes**2 + 3 * n_classes * p1
+            + chunk * (2 * p1 + n_classes**2 + n_classes)) * 8
+    return need + 1024
+
+
+def random_features(X_tr, X_te, width: int = RF_WIDTH, seed: int = 0):
+    """A fixed random ReLU expansion ``max(X W + b, 0)`` (``W ~ N(0, 1/d)``, ``b ~ U(-.5, .5)``)
+    of the pixels, standardised on the training rows (far fewer lbfgs iterations): a linear
+    model on it has ``width + 1`` parameters per class."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(X_tr.shape[1], width)) / np.sqrt(X_tr.shape[1])
+    b = rng.uniform(-0.5, 0.5, size=width)
+    F_tr, F_te = np.maximum(X_tr @ W + b, 0), np.maximum(X_te @ W + b, 0)
+    mu, sd = F_tr.mean(0), F_tr.std(0) + 1e-3
+    return (np.ascontiguousarray((F_tr - mu) / sd), np.ascontiguousarray((F_te - mu) / sd))
+
+
+def _warm_retrain(est, X, y, rows):
+    """The optimum on ``(X, y)`` from ``est``'s class rows ``rows`` (warm start: the same unique
+    optimum of the strictly convex objective, in far fewer iterations)."""
+    ret = clone(est).set_params(warm_start=True)
+    ret.coef_, ret.intercept_ = est.coef_[rows].copy(), est.intercept_[rows].copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ret.fit(X, y)
+    return np.hstack([ret.coef_, ret.intercept_[:, None]]), ret.n_iter_
+
+
+def run_kinds(name: str, X, y, est, kinds: dict, n_repeats: int, chunk_size: int = 512) -> dict:
+    """Distance to retraining per inverse kind at eps=1 and at the tuned eps (one eps per
+    scenario on the repeat-averaged curve), its setup time and memory."""
+    W0 = np.hstack([est.coef_, est.intercept_[:, None]])
+    K, p1 = W0.shape
+    rng = np.random.default_rng(0)
+    sets = [(f"{pct}% random", rng.choice(len(X), len(X) * pct // 100, replace=False))
+            for pct in (1, 5) for _ in range(n_repeats)]
+    big = int(np.bincount(y).argmax())
+    sets.append(("one class", np.flatnonzero(y == big)))
+    refs = []
+    for label, S in sets:
+        keep = np.setdiff1d(np.arange(len(X)), S)
+        rows = np.unique(y[keep])
+        t = time.perf_counter()
+        Wr, it = _warm_retrain(est, X[keep], y[keep], rows)
+        log(f"  {name} {label}: retrained in {time.perf_counter() - t:.1f} s ({it} iterations)")
+        refs.append((label, S, rows, Wr))
+    out = {"n_train": len(X), "n_params": K * p1, "kinds": {}}
+    for kname, kw in kinds.items():
+        kw = dict(kw)
+        if kw.get("memory_budget") == "ekfac":
+            kw["memory_budget"] = _ekfac_budget(p1, K, chunk_size)
+        t = time.perf_counter()
+        try:
+            clf = UnlearnableClassifier.from_fitted(est, X, y, random_state=0,
+                                                    chunk_size=chunk_size, **kw)
+        except (ValueError, MemoryError) as exc:
+            log(f"  {name} {kname}: n/a ({short_reason(exc)})")
+            out["kinds"][kname] = {"error": short_reason(exc)}
+            continue
+        setup = time.perf_counter() - t
+        curves, times = {}, []
+        for label, S, rows, Wr in refs:
+            t = time.perf_counter()
+            delta = _as_numpy(clf.forget_direction(X[S], y[S])).reshape(K, p1)
+            times.append(time.perf_counter() - t)
+
+            def c(V):
+                return V - V.mean(0)
+
+            base = np.linalg.norm(c(W0[rows]) - c(Wr))
+            curve = [np.linalg.norm(c(W0[rows] + e * delta[rows]) - c(Wr)) / base
+                     for e in EPS_GRID]
+            curves.setdefault(label, []).append(curve)
+        res = {"resolved": clf.inverse_, "setup_s": setup,
+               "forget_s": float(np.mean(times)), "held_bytes": clf.curvature_.nbytes,
+               "estimated_bytes": clf.config_.estimated_memory, "scenarios": {}}
+        i1 = int(np.flatnonzero(np.isclose(EPS_GRID, 1.0))[0])
+        for label, cs in curves.items():
+            cs = np.asarray(cs)
+            mean = cs.mean(0)
+            j = int(mean.argmin())
+            res["scenarios"][label] = {"eps1": cs[:, i1].tolist(), "eps_best": float(EPS_GRID[j]),
+                                       "best": cs[:, j].tolist()}
+        log(f"  {name} {kname} -> {clf.inverse_}: setup {setup:.1f} s; " + "; ".join(
+            f"{lb} {np.mean(v['eps1']):.3f} / {np.mean(v['best']):.3f}@{v['eps_best']:.3g}"
+            for lb, v in res["scenarios"].items()))
+        out["kinds"][kname] = res
+        del clf
+    return out
+
+
+def _range(v):
+    lo, hi = min(v), max(v)
+    return f"{lo:.3f}" if abs(hi - lo) < 5e-4 else f"{lo:.3f}-{hi:.3f}"
+
+
+def markdown_kinds(name: str, res: dict) -> str:
+    labels = ["1% random", "5% random", "one class"]
+    lines = [f"### {name}: {res['n_train']} training rows, {res['n_params']:,} parameters", "",
+             "| kind (resolved) | " + " | ".join(f"{lb}: eps=1 / tuned (eps)" for lb in labels)
+             + " | setup | forget | held | estimate |",
+             "|---|" + "---|" * (len(labels) + 4)]
+    for kname, r in res["kinds"].items():
+        if "error" in r:
+            lines.append(f"| {kname} | n/a: {r['error']} |" + " |" * (len(labels) + 3))
+            continue
+        cells = []
+        for lb in labels:
+            v = r["scenarios"].get(lb)
+            cells.append("—" if v is None else
+                         f"{_range(v['eps1'])} / {_range(v['best'])} ({v['eps_best']:.3g})")
+        lines.append(f"| {kname} ({r['resolved']}) | " + " | ".join(cells)
+                     + f" | {r['setup_s']:.1f} s | {_fmt_ms(r['forget_s'])} | "
+                     f"{r['held_bytes'] / 2**20:.1f} MiB | "
+                     f"{r['estimated_bytes'] / 2**20:.1f} MiB |")
+    return "\n".join(lines) + "\n"
+
+
+def main_kinds(args) -> str:
+    """``--kinds``: every inverse kind on Fashion-MNIST (linear) and on the random-features
+    model of at least 50,000 parameters."""
+    threads = thread_note()
+    sections = ["## Inverse kinds against retraining (issue 10, item 2)", "",
+                f"Threads: {threads}. Fashion-MNIST: rows drawn from the 60,000 training "
+                "images (see each heading), 80% used for training. Forget sets: random 1% and "
+                "5% of the "
+                f"training rows ({args.n_repeats} seed(s) each, ranges over the seeds) and every "
+                "row of the most frequent class. Distances: centred class rows (remaining "
+                "classes for the class removal) against the retrained optimum (warm-started "
+                "lbfgs from the fitted model). `tuned` is at the eps minimising the "
+                "seed-averaged distance on logspace(-2, 1, 31) U {1}. Setup: "
+                "`UnlearnableClassifier.from_fitted` (curvature build); forget: one "
+                "`forget_direction` (leave-out step); held: the operator's tensors; estimate: "
+                "`estimate_memory` (what the budget is compared with).", ""]
+    payload = {}
+    X_tr, X_te, y_tr, _ = load("fmnist", fmnist_n=args.fmnist_n)
+    models = []
+    skip = set(args.skip_kinds)
+    if "linear" in args.kinds_models:
+        models.append((f"Fashion-MNIST ({args.fmnist_n} rows drawn), multinomial LR on pixels",
+                       X_tr, y_tr, 1e-10, dict(KIND_CONFIGS)))
+    if "rf" in args.kinds_models:
+        Xr, Xr_te, yr, _ = load("fmnist", fmnist_n=args.rf_n)
+        R_tr, _ = random_features(Xr, Xr_te)
+        kinds = {k: v for k, v in KIND_CONFIGS.items() if k != "dense"}
+        models.append((f"Fashion-MNIST ({args.rf_n} rows drawn), multinomial LR on {RF_WIDTH} "
+                       "random ReLU features", R_tr, yr, 1e-8, kinds))
+    for name, X, y_tr, tol, kinds in models:
+        t = time.perf_counter()
+        est = LogisticRegression(C=1.0, tol=tol, max_iter=20000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y_tr)
+        fit_s = time.perf_counter() - t
+        log(f"{name}: fitted in {fit_s:.1f} s ({est.n_iter_} iterations, tol={tol:g})")
+        kinds = {k: v for k, v in kinds.items() if k not in skip}
+        res = run_kinds(name, X, y_tr, est, kinds, args.n_repeats)
+        res.update(fit_s=fit_s, tol=tol)
+        payload[name] = res
+        sections.append(markdown_kinds(name, res))
+        sections.append(f"LogisticRegression(C=1.0, lbfgs, tol={tol:g}) fitted in {fit_s:.0f} s; "
+                        f"retrained references to the same tol.\n")
+    report = "\n".join(sections)
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report)
+        Path(args.out).with_suffix(".json").write_text(json.dumps(_jsonable(payload), indent=1))
+        log(f"wrote {args.out}")
+    return report
+
+
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -611,7 +819,20 @@ def main(argv=None) -> str:
                         "each retrained model: about 2 s per forget set per 1,000 parameters)")
     parser.add_argument("--fit-timeout", type=float, default=900.0,
                         help="seconds allowed per UnlearnableClassifier.fit (0: no limit)")
+    parser.add_argument("--kinds", action="store_true",
+                        help="compare the inverse kinds (dense, ekfac, block, woodbury, auto) "
+                        "on Fashion-MNIST and a >= 50,000-parameter random-features model")
+    parser.add_argument("--kinds-models", nargs="+", default=["linear", "rf"],
+                        choices=["linear", "rf"], help="models of --kinds")
+    parser.add_argument("--rf-n", type=int, default=6000,
+                        help="Fashion-MNIST rows drawn for the random-features model of --kinds")
+    parser.add_argument("--skip-kinds", nargs="*", default=[],
+                        help="--kinds: kinds left out (names of KIND_CONFIGS)")
     args = parser.parse_args(argv)
+    if args.kinds:
+        if args.out is None:
+            args.out = str(HERE / "results" / "fidelity_kinds.md")
+        return main_kinds(args)
     if args.out is None:
         args.out = str(HERE / "results" / ("fidelity_quick.md" if args.quick else "fidelity.md"))
     datasets = args.datasets or (QUICK_DATASETS if args.quick else FULL_DATASETS)

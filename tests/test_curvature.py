@@ -7,6 +7,8 @@ import torch
 from sklearn_ssse._curvature import (
     BlockDiagonal,
     DenseCholesky,
+    KroneckerBuilder,
+    KroneckerEigen,
     build_operator,
     gram,
     sherman_morrison_inverse,
@@ -115,3 +117,110 @@ def test_to_dtype_and_nbytes(problem):
     op32 = op.to(dtype=torch.float32)
     assert op32.dtype == torch.float32 and op.dtype == torch.float64
     assert _rel(op32.inverse().double(), op.inverse()) < 1e-4
+
+
+# ------------------------------------------------------------------------------ EK-FAC
+def _softmax_terms(n=40, K=3, p=5, seed=0, same_p=False, with_p=False):
+    """Kronecker terms of a softmax GGN: inputs ``Xa`` (n, p) and ``A_i = diag(p_i) - p_i
+    p_i^T`` (n, K, K), with random (or, with ``same_p``, identical) probabilities."""
+    rng = np.random.default_rng(seed)
+    Xa = np.hstack([rng.normal(size=(n, p - 1)) * rng.uniform(0.3, 2, size=p - 1),
+                    np.ones((n, 1))])
+    logits = rng.normal(size=(1 if same_p else n, K)) * 2
+    P = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    P = np.broadcast_to(P, (n, K))
+    A = np.einsum("nk,kl->nkl", P, np.eye(K)) - P[:, :, None] * P[:, None, :]
+    return (Xa, A, P) if with_p else (Xa, A)
+
+
+def _ekfac(Xa, A, lam_sum, chunk=7):
+    K, p = A.shape[1], Xa.shape[1]
+    b = KroneckerBuilder(K, p, torch.float64, torch.device("cpu"))
+    chunks = [(torch.from_numpy(Xa[i:i + chunk]), torch.from_numpy(A[i:i + chunk]))
+              for i in range(0, len(Xa), chunk)]
+    for c in chunks:
+        b.add_factors(*c)
+    b.freeze()
+    for c in chunks:
+        b.add_diagonal(*c)
+    return b.finalize(len(Xa), torch.from_numpy(lam_sum / len(Xa)))
+
+
+def _kron_matrix(Xa, A):
+    return sum(np.kron(a, np.outer(x, x)) for x, a in zip(Xa, A))
+
+
+def test_ekfac_matches_brute_force_numpy_construction():
+    """EK-FAC from its definition: the eigenbasis of (sum A_i) (x) (sum x x^T), and in it the
+    exact diagonal of the damped curvature M = sum A_i (x) x x^T + diag(Lambda)."""
+    Xa, A = _softmax_terms()
+    n, K, p = len(Xa), A.shape[1], Xa.shape[1]
+    lam = np.random.default_rng(3).uniform(0.5, 2.0, size=K * p)
+    op = _ekfac(Xa, A, lam)
+    assert isinstance(op, KroneckerEigen) and op.dim == K * p and op.n == n
+    M = _kron_matrix(Xa, A) + np.diag(lam)
+    QG = np.linalg.eigh(A.sum(0))[1]
+    QA = np.linalg.eigh(Xa.T @ Xa)[1]
+    Q = np.kron(QG, QA)
+    s = np.diag(Q.T @ M @ Q)
+    M_ek = (Q * s) @ Q.T
+    assert _rel(op.matrix(), M_ek) < 1e-10
+    assert _rel(op.inverse(), n * np.linalg.inv(M_ek)) < 1e-8
+    v = torch.from_numpy(np.random.default_rng(1).normal(size=(K * p, 4)))
+    assert _rel(op.solve(v), n * np.linalg.solve(M_ek, v.numpy())) < 1e-8
+    assert _rel(op.solve(v[:, 1]), n * np.linalg.solve(M_ek, v[:, 1].numpy())) < 1e-8
+    # what the Kronecker factorisation costs: not the exact curvature here
+    assert _rel(M_ek, M) > 1e-2
+    # memory O(K^2 + p^2 + K p), not O((K p)^2)
+    assert op.nbytes == (K * K + p * p + 2 * K * p) * 8
+
+
+def test_ekfac_is_exact_for_a_kronecker_curvature():
+    """Every sample with the same output matrix A_i = A: the curvature A (x) sum x x^T is a
+    Kronecker product, and with a damping diagonal in the eigenbasis (uniform) EK-FAC is exact."""
+    Xa, A = _softmax_terms(same_p=True)
+    n, K, p = len(Xa), A.shape[1], Xa.shape[1]
+    lam = np.full(K * p, 0.7)
+    op = _ekfac(Xa, A, lam)
+    M = _kron_matrix(Xa, A) + np.diag(lam)
+    assert _rel(op.matrix(), M) < 1e-10
+    assert _rel(op.inverse(), n * np.linalg.inv(M)) < 1e-8
+
+
+def test_ekfac_downdate_refits_the_remaining_eigenvalues():
+    """Removing samples (by their factor rows, or by their Kronecker terms) takes their share out
+    of the eigenvalues: the EK-FAC of the remaining samples in the full data's basis."""
+    Xa, A, P = _softmax_terms(n=50, K=4, p=6, seed=2, with_p=True)
+    n, K, p = len(Xa), A.shape[1], Xa.shape[1]
+    lam = np.full(K * p, 1.5)
+    op = _ekfac(Xa, A, lam)
+    S = np.arange(0, n, 5)
+    R = np.arange(n)[np.isin(np.arange(n), S, invert=True)]
+    # factor rows of the removed samples: sqrt(p_c) (p - e_c) (x) x, their Gram is A_i (x) x x^T
+    rows = np.concatenate([(np.sqrt(P[i])[:, None] * (P[i][None, :] - np.eye(K)))[:, :, None]
+                           * Xa[i][None, None, :] for i in S]).reshape(-1, K * p)
+    assert _rel(rows.T @ rows, _kron_matrix(Xa[S], A[S])) < 1e-10
+    down = op.downdate(torch.from_numpy(rows), len(S))
+    assert isinstance(down, KroneckerEigen) and down.n == n - len(S) and op.n == n
+    Q = np.kron(op.QG.numpy(), op.QA.numpy())
+    s = np.diag(Q.T @ (_kron_matrix(Xa[R], A[R]) + np.diag(lam)) @ Q)
+    assert _rel(down.matrix(), (Q * s) @ Q.T) < 1e-10
+    b = KroneckerBuilder(K, p, torch.float64, torch.device("cpu"))
+    b.QG, b.QA = op.QG, op.QA
+    terms = b.eigen_terms(torch.from_numpy(Xa[S]), torch.from_numpy(A[S]))
+    assert _rel(op.remove_eigen_terms(terms, len(S)).matrix(), down.matrix()) < 1e-10
+    # rows that were never part of it
+    with pytest.raises(ValueError, match="not positive definite"):
+        op.downdate(torch.from_numpy(rows * 10), len(S))
+
+
+def test_ekfac_to_dtype_and_portable_round_trip():
+    from sklearn_ssse._persistence import from_portable, to_portable
+
+    Xa, A = _softmax_terms()
+    op = _ekfac(Xa, A, np.ones(A.shape[1] * Xa.shape[1]))
+    back = from_portable(to_portable(op))
+    assert type(back) is KroneckerEigen
+    assert torch.equal(back.inverse(), op.inverse())
+    op32 = op.to(dtype=torch.float32)
+    assert op32.dtype == torch.float32 and _rel(op32.inverse().double(), op.inverse()) < 1e-4

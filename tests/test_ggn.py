@@ -20,6 +20,11 @@ LR = LogisticRegression(max_iter=5000, tol=1e-10)
 EPSILONS = np.logspace(-2, 1.5, 71)
 
 
+def _np(t):
+    """A numpy array of a tensor or an array (the public API returns arrays)."""
+    return t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t)
+
+
 def _rel(a, b):
     a, b = np.asarray(a), np.asarray(b)
     return np.abs(a - b).max() / np.abs(b).max()
@@ -94,7 +99,7 @@ def test_ggn_curvature_is_the_hessian_of_the_objective(case, digits):
             mask[s, s] = True
         assert np.abs(H[~mask]).max() < 1e-12
     F = _matrix(op)
-    floor = np.diag(clf.damping_.numpy() - LinearBackend(clf.estimator_).default_damping(
+    floor = np.diag(_np(clf.damping_) - LinearBackend(clf.estimator_).default_damping(
         len(X)).numpy())  # the intercept floor, zero elsewhere
     assert np.count_nonzero(floor) == sum(p.n_rows for p in backend.parts)
     assert _rel(F, H + floor) < 1e-10
@@ -143,6 +148,34 @@ def test_curvature_gram_slices(digits):
             assert backend.curvature_gram(X, yy, "ggn", [slice(0, d)]) is None
 
 
+def test_kronecker_terms_equal_the_factor_rows(digits):
+    """The Kronecker structure behind inverse="ekfac": per output, sum_i A_i (x) xa_i xa_i^T
+    equals the factor rows' Gram matrix on that output's parameters (softmax, binary, OvR,
+    multi-output; both curvatures)."""
+    X, y, _, _ = digits
+    X, y = X[:60, :20], y[:60]
+    for est, yy in [(clone(LR).set_params(tol=1e-3), y),
+                    (clone(LR).set_params(tol=1e-3), y > 4),
+                    (SGDClassifier(loss="log_loss", max_iter=5, tol=None, random_state=0), y % 3),
+                    (MultiOutputClassifier(clone(LR).set_params(tol=1e-3)), np.c_[y % 3, y > 4])]:
+        backend = LinearBackend(est.fit(X, yy))
+        d = backend.n_params
+        blocks = backend.kronecker_blocks
+        assert blocks[-1][0].stop == d
+        for curvature in ("ggn", "empirical_fisher"):
+            R = backend.curvature_rows(X, yy, curvature).reshape(-1, d)
+            for (s, K, p), (Xa, A) in zip(blocks, backend.kronecker_terms(X, yy, curvature)):
+                assert Xa.shape == (len(X), p) and A.shape == (len(X), K, K)
+                G = sum(torch.kron(a, torch.outer(x, x)) for x, a in zip(Xa, A))
+                ref = R[:, s].T @ R[:, s]
+                # one-vs-rest sigmoids are independent blocks (their single factor row per
+                # sample would couple them): compare inside each
+                for b in backend.blocks or [s]:
+                    b = slice(b.start - s.start, b.stop - s.start)
+                    if 0 <= b.start < b.stop <= s.stop - s.start:
+                        assert _rel(G[b, b], ref[b, b]) < 1e-12
+
+
 @pytest.fixture(scope="module")
 def fitted_digits(digits):
     """One tight LogisticRegression fit on the 600 digits, wrapped with both curvatures."""
@@ -179,7 +212,7 @@ def test_ggn_step_is_much_closer_to_retraining(fitted_digits, seed, k):
     theta0, ret = _theta(lr), _retrained(lr, X[keep], y[keep])
     best = {}
     for c, clf in clfs.items():
-        delta = clf.forget_direction(X[S], y[S]).numpy()
+        delta = _np(clf.forget_direction(X[S], y[S]))
         dists = np.array([_npd(theta0 + e * delta, ret, theta0) for e in EPSILONS])
         best[c] = (dists.min(), EPSILONS[dists.argmin()], _npd(theta0 + delta, ret, theta0))
     ggn, ef = best["ggn"], best["empirical_fisher"]
@@ -200,9 +233,9 @@ def test_epsilon_one_is_the_newton_step(fitted_digits):
     R = np.arange(len(S), n)
     f, backend = _objective(lr, X[R], y[R])  # mean loss + ||W||^2 / (2 C (n - k))
     H = len(R) * torch.func.hessian(f)(backend.get_parameters()).numpy()
-    H += n * np.diag(clf.damping_.numpy() - backend.default_damping(n).numpy())  # floor
+    H += n * np.diag(_np(clf.damping_) - backend.default_damping(n).numpy())  # floor
     g = backend.per_sample_gradients(X[S], y[S]).numpy().sum(0)
-    delta = clf.forget_direction(X[S], y[S]).numpy()
+    delta = _np(clf.forget_direction(X[S], y[S]))
     assert _rel(delta, np.linalg.solve(H, g)) < 1e-8
     # the gradient of the remaining objective at theta* is indeed -sum_S g (sum form)
     grad_R = len(R) * torch.func.grad(f)(backend.get_parameters()).numpy()
@@ -218,7 +251,7 @@ def test_full_step_is_the_rescaled_influence_step(fitted_digits):
     n, S = len(X), np.arange(12)
     f, backend = _objective(clf.estimator_, X, y)
     H = n * torch.func.hessian(f)(backend.get_parameters()).numpy()
-    H += n * np.diag(clf.damping_.numpy() - backend.default_damping(n).numpy())  # floor
+    H += n * np.diag(_np(clf.damping_) - backend.default_damping(n).numpy())  # floor
     g = backend.per_sample_gradients(X[S], y[S]).numpy().sum(0)
-    delta = clf.forget_direction(X[S], y[S]).numpy()
+    delta = _np(clf.forget_direction(X[S], y[S]))
     assert _rel(delta, n / (n - len(S)) * np.linalg.solve(H, g)) < 1e-8
