@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
         # compared with it in benchmarks/results/fidelity.md
         clf = UnlearnableClassifier(base, curvature=curvature, step="full").fit(X, y)
         theta = clf.get_parameters()
-        delta = clf.forget_direction(X[S], y[S]).numpy()  # theta(eps) = theta + eps * delta
+        delta = clf.forget_direction(X[S], y[S])  # theta(eps) = theta + eps * delta
         dist = np.array([normalized_parameter_distance(theta + e * delta, theta, reference)
                          for e in epsilons])
         i1 = int(np.argmin(np.abs(epsilons - 1.0)))

@@ -67,7 +67,7 @@ def main(argv=None) -> dict:
         # compared with it in benchmarks/results/fidelity.md
         clf = UnlearnableClassifier(base, curvature=curvature, step="full").fit(X, y)
         theta = clf.get_parameters()
-        delta = clf.forget_direction(X[S], y[S]).numpy()
+        delta = clf.forget_direction(X[S], y[S])
         unlearned = [clf.with_parameters(theta + e * delta) for e in epsilons]
         cd = np.array([normalized_confusion_distance(y[S], m, clf.estimator_, retrained,
                                                      X=X[S], labels=labels)

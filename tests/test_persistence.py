@@ -83,7 +83,7 @@ def assert_same_model(a, b, X, t):
     for x, y in zip(ta, tb):
         assert x.dtype == y.dtype and x.stride() == y.stride() and torch.equal(x, y)
     assert torch.equal(a.curvature_.inverse(), b.curvature_.inverse())
-    for name in ("damping_", "theta_fit_"):
+    for name in ("_damping", "_theta_fit"):
         assert torch.equal(getattr(a, name), getattr(b, name))
     assert a.erasure_log_ == b.erasure_log_
     assert a.parameters_checksum_ == b.parameters_checksum_

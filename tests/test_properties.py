@@ -187,15 +187,17 @@ def test_direction_is_additive_at_fixed_parameters(problem, data):
     k2 = data.draw(st.integers(1, n - 2 - k1))
     S1, S2 = idx[:k1], idx[k1:k1 + k2]
     k = k1 + k2
-    d1 = clf.forget_direction(X[S1], y[S1]).numpy() * (n - k1)
-    d2 = clf.forget_direction(X[S2], y[S2]).numpy() * (n - k2)
-    d = clf.forget_direction(X[S1 + S2], y[S1 + S2]).numpy() * (n - k)
+    d1 = clf.forget_direction(X[S1], y[S1]) * (n - k1)
+    d2 = clf.forget_direction(X[S2], y[S2]) * (n - k2)
+    d = clf.forget_direction(X[S1 + S2], y[S1 + S2]) * (n - k)
     scale = np.abs(d1).max() + np.abs(d2).max() + 1e-300
     # rounding of the solves is amplified by the condition number of F (large along the
     # softmax intercepts' free direction, which only the tiny intercept damping pins down)
     ev = np.linalg.eigvalsh(clf.curvature_.inverse().numpy())
     cond = ev.max() / ev.min()
-    np.testing.assert_allclose(d1 + d2, d, rtol=0, atol=(1e-9 + 1e-13 * cond) * scale)
+    # (plus 1e-8 of the scale: the low-rank solve's own rounding, measured at 2.6e-9 on a
+    # one-feature SGD problem; a wrong formula is off by O(1) of the scale)
+    np.testing.assert_allclose(d1 + d2, d, rtol=0, atol=(1e-8 + 1e-13 * cond) * scale)
 
 
 @SETTINGS

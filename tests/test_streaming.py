@@ -191,7 +191,7 @@ def test_batch_size_and_max_samples_for_every_inverse(data, inverse, option):
                                             curvature="empirical_fisher", **opts)
     rows, w = _spec_rows(lr, X, y, b, m, 5, "empirical_fisher")
     n = len(X)
-    M = w * rows.T @ rows + np.diag(n * clf.damping_.numpy())
+    M = w * rows.T @ rows + np.diag(n * clf.damping_)
     op = clf.curvature_
     if isinstance(op, BlockDiagonal):
         mask = np.zeros_like(M, dtype=bool)

@@ -590,3 +590,13 @@ def test_cuda_model_loads_on_cpu_only_machine(small, tmp_path):
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
     subprocess.run([sys.executable, "-c", script], check=True, env=env)
+
+
+def test_public_vectors_of_a_net_are_tensors_on_its_device(small):
+    X, y = small
+    torch.manual_seed(0)
+    clf = UnlearnableClassifier(make_net(MLP, nn.CrossEntropyLoss), parameters=["fc2.*"],
+                                inverse="dense").fit(X, y)
+    for value in (clf.theta_fit_, clf.damping_, clf.forget_direction(X[:3], y[:3])):
+        assert torch.is_tensor(value) and value.device == clf.backend_.device
+    assert isinstance(clf.get_parameters(), np.ndarray)  # documented: always NumPy

@@ -23,7 +23,7 @@ def _brute_step(clf, X_all, y_all, X_S, y_S, eps, n_remaining, n_fisher):
     be = LinearBackend(clf.estimator_)
     G = LinearBackend(clf.with_parameters(clf.theta_fit_)).per_sample_gradients(X_all, y_all)
     G = G.numpy()
-    F = G.T @ G / n_fisher + np.diag(clf.damping_.numpy())
+    F = G.T @ G / n_fisher + np.diag(clf.damping_)
     g_S = be.per_sample_gradients(X_S, y_S).numpy().sum(0)
     return be.get_parameters().numpy() + eps / (n_remaining - len(X_S)) * np.linalg.solve(F, g_S)
 
@@ -50,7 +50,7 @@ def _brute_leave_out(clf, X_all, y_all, removed, S, eps):
     be = LinearBackend(clf.estimator_)
     G = LinearBackend(clf.with_parameters(clf.theta_fit_)).per_sample_gradients(X_all, y_all)
     G = np.delete(G.numpy(), removed, axis=0)
-    M = G.T @ G + len(X_all) * np.diag(clf.damping_.numpy())
+    M = G.T @ G + len(X_all) * np.diag(clf.damping_)
     g_S = be.per_sample_gradients(X_all[S], y_all[S]).numpy().sum(0)
     return be.get_parameters().numpy() + eps * np.linalg.solve(M, g_S)
 
@@ -89,7 +89,7 @@ def test_default_leave_out_step_matches_brute_force(small, curvature):
     if curvature == "ggn":  # numpy oracle below is for the empirical Fisher only
         clf = UnlearnableClassifier(LR, curvature="ggn").fit(X, y)
         S = np.arange(6)
-        delta = clf.forget_direction(X[S], y[S]).numpy()
+        delta = clf.forget_direction(X[S], y[S])
         H = _hessian(clf, np.delete(X, S, axis=0))
         g = LinearBackend(clf.estimator_).per_sample_gradients(X[S], y[S]).numpy().sum(0)
         np.testing.assert_allclose(delta, np.linalg.solve(H, g), rtol=1e-8, atol=1e-10)
@@ -115,14 +115,14 @@ def _hessian(clf, X_rem):
     for i in range(len(X_rem)):
         A = np.diag(P[i]) - np.outer(P[i], P[i])
         H += np.kron(A, np.outer(Xa[i], Xa[i]))
-    return H + clf.n_samples_fit_ * np.diag(clf.damping_.numpy())
+    return H + clf.n_samples_fit_ * np.diag(clf.damping_)
 
 
 def test_step_is_linear_in_epsilon_and_zero_changes_nothing(small):
     X, y = small
     clf = UnlearnableClassifier(LR).fit(X, y)
     theta0 = clf.get_parameters()
-    delta = clf.forget_direction(X[:5], y[:5]).numpy()
+    delta = clf.forget_direction(X[:5], y[:5])
     np.testing.assert_array_equal(clf.get_parameters(), theta0)  # no mutation
     for eps in (0.0, 0.5, 3.0):
         c = clone(clf).fit(X, y).forget(X[:5], y[:5], epsilon=eps)
@@ -167,7 +167,7 @@ def test_empirical_fisher_moves_toward_retrained(digits, forget_idx):
     theta_ret = _theta(clone(LR).fit(X[keep], y[keep]))
     clf = UnlearnableClassifier(LR).fit(X, y)
     theta0 = clf.get_parameters()
-    delta = clf.forget_direction(X[forget_idx], y[forget_idx]).numpy()
+    delta = clf.forget_direction(X[forget_idx], y[forget_idx])
     dists = {eps: _npd(theta0 + eps * delta, theta_ret, theta0)
              for eps in (0.1, 0.25, 0.5, 1.0, 2.0)}
     assert min(dists.values()) < 0.9
@@ -183,8 +183,8 @@ def test_inverse_choices(small, inverse):
     dense = UnlearnableClassifier(LR, inverse="dense", **kw).fit(X, y).forget(X[:3], y[:3])
     other = UnlearnableClassifier(LR, inverse=inverse, **kw).fit(X, y).forget(X[:3], y[:3])
     assert other.inverse_ == inverse
-    err = _rel(other.get_parameters() - other.theta_fit_.numpy(),
-               dense.get_parameters() - dense.theta_fit_.numpy())
+    err = _rel(other.get_parameters() - other.theta_fit_,
+               dense.get_parameters() - dense.theta_fit_)
     if inverse == "block":  # block-diagonal approximation: same direction, not the same step
         assert 0 < err < 1
     else:
@@ -231,7 +231,7 @@ def test_binary_sgd_and_multioutput_follow_the_formula(small):
     # each output moves exactly like a model fitted on that output alone
     single = UnlearnableClassifier(LR).fit(X, y).forget(X[:5], y[:5])
     np.testing.assert_allclose(mo.get_parameters()[s0] - theta0[s0],
-                               single.get_parameters() - single.theta_fit_.numpy(), rtol=1e-6,
+                               single.get_parameters() - single.theta_fit_, rtol=1e-6,
                                atol=1e-10)
     assert mo.predict(X[:3]).shape == (3, 2)
 
@@ -270,3 +270,18 @@ def test_sample_weight_is_refused(small):
     X, y = small
     with pytest.raises(TypeError, match="sample_weight"):
         UnlearnableClassifier(LR).fit(X, y, sample_weight=np.ones(len(X)))
+
+
+def test_public_vectors_are_numpy_for_linear_models():
+    """Linear models show every fitted vector as a NumPy array (a copy); nets keep tensors on
+    their device (tests/test_torch_backend.py)."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    clf = UnlearnableClassifier(LogisticRegression(max_iter=1000)).fit(X, y)
+    for value in (clf.theta_fit_, clf.damping_, clf.get_parameters(),
+                  clf.forget_direction(X[:3], y[:3])):
+        assert isinstance(value, np.ndarray) and value.shape == (15,)
+    clf.theta_fit_[:] = 0.0  # a copy: the fitted state is untouched
+    assert np.any(clf.theta_fit_ != 0) and clf.verify_seal()
+    assert not hasattr(UnlearnableClassifier(LogisticRegression()), "theta_fit_")

@@ -44,7 +44,7 @@ def _rel(a, b):
 
 def _rows_at_fit(clf, X, y):
     """Curvature factor rows of (X, y) at the parameters the curvature was built at."""
-    est = clf.backend_.with_parameters(clf.theta_fit_)
+    est = clf.backend_.with_parameters(clf._theta_fit)
     # the low-rank kind's GGN rows are drawn (one label per row, keyed by _label_salt)
     R = _streaming.factor_rows(LinearBackend(est), X, y, clf.config_.curvature,
                                clf._label_salt).numpy()
@@ -168,7 +168,7 @@ def test_sequential_downdates_equal_a_rebuild(case, use_gram, digits, mo_data, m
     _check_inverse(clf, _reference_inverse(clf, X[keep], y[keep], _fresh_diag_sum(clf, n_rem)))
     # the same thing through the library: a fresh curvature on the remaining rows at theta_fit
     rebuilt = UnlearnableClassifier.from_fitted(
-        clf.backend_.with_parameters(clf.theta_fit_), X[keep], y[keep], inverse=inverse,
+        clf.backend_.with_parameters(clf._theta_fit), X[keep], y[keep], inverse=inverse,
         curvature=curvature, random_state=0)  # the same drawn GGN labels
     _check_inverse(clf, rebuilt.curvature_.inverse().numpy())
 
@@ -196,7 +196,7 @@ def test_mean_form_damping_keeps_the_total_regularisation(inverse, digits):
                     (LR, {"damping": 0.05})]:
         clf = UnlearnableClassifier(est, inverse=inverse, update_curvature=True,
                                     curvature="ggn", **kw).fit(X, y)
-        diag_sum = len(X) * clf.damping_.numpy()
+        diag_sum = len(X) * clf.damping_
         keep = _forget_sequence(clf, X, y, deletions)
         ref = _reference_inverse(clf, X[keep], y[keep], diag_sum)
         assert _rel(clf.curvature_.inverse().numpy(), ref) < 1e-8
@@ -210,7 +210,7 @@ def test_downdate_uses_the_fit_parameters(digits):
     clf = UnlearnableClassifier(LR, inverse="dense", curvature="empirical_fisher",
                                 update_curvature=True, epsilon=3.0).fit(X, y)
     keep = _forget_sequence(clf, X, y)
-    assert not np.allclose(clf.get_parameters(), clf.theta_fit_.numpy())
+    assert not np.allclose(clf.get_parameters(), clf.theta_fit_)
     _check_inverse(clf, _reference_inverse(clf, X[keep], y[keep],
                                            _fresh_diag_sum(clf, int(keep.sum()))))
     # the live parameters are untouched by the downdate (computed at theta_fit_ and restored)
@@ -250,7 +250,7 @@ def test_subsampled_curvature_removes_only_sampled_rows(digits):
     in_sample = np.isin(digests, sample["digests"])
     assert in_sample.sum() == m
     n_fit = len(X)
-    diag_sum = n_fit * clf.damping_.numpy()
+    diag_sum = n_fit * clf.damping_
     ref = _reference_inverse(clf, X[in_sample], y[in_sample], diag_sum, rows_scale=n_fit / m)
     assert _rel(clf.curvature_.inverse().numpy(), ref) < 1e-8
     # forget 10 sampled and 10 unsampled rows, then 5 unsampled ones only
