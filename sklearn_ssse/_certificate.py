@@ -87,11 +87,15 @@ def _class_counts(yb, classes) -> list[np.ndarray]:
             for j, c in enumerate(classes)]
 
 
-def _block_gradients(Xb, yb, estimators, backend_cls, backend_kwargs, n_features, classes):
+def _block_gradients(Xb, yb, estimators, backend_cls, backend_kwargs, n_features, classes,
+                     pre=None):
     """Summed loss gradients of one row block at each estimator's parameters, its row count
-    and its rows per class (runs on a dask worker for dask input)."""
+    and its rows per class (runs on a dask worker for dask input; ``pre``: a Pipeline's
+    frozen transformers, applied to raw rows first)."""
     from sklearn.utils import check_array
 
+    if pre is not None:
+        Xb = pre.transform(Xb)
     Xb = check_array(np.asarray(Xb), dtype=np.float64, input_name="X")
     if Xb.shape[1] != n_features:
         raise ValueError(f"X has {Xb.shape[1]} features, the model {n_features}")
@@ -112,7 +116,8 @@ def loss_gradients(clf, thetas, X=None, y=None, remaining=None):
     backend = clf.backend_
     backend_cls, kwargs = type(backend), clf._backend_kwargs
     estimators = [clf.with_parameters(t) for t in thetas]
-    n_features = clf.n_features_in_
+    pre = getattr(clf, "preprocessor_", None)
+    n_features = clf.estimator_.n_features_in_ if pre is not None else clf.n_features_in_
     multi = isinstance(clf.classes_, list)
     if X is None:
         if y is not None:
@@ -124,9 +129,12 @@ def loss_gradients(clf, thetas, X=None, y=None, remaining=None):
         index = np.flatnonzero(clf.fit_mask_ if remaining is None else remaining)
         chunks = array_chunks(clf.X_fit_, clf.y_fit_, clf.config_.chunk_size, index=index)
     elif y is not None and (is_dask(X) or is_dask(y)):
-        return _dask_gradients(X, y, estimators, backend_cls, kwargs, n_features, clf.classes_)
+        return _dask_gradients(X, y, estimators, backend_cls, kwargs, n_features, clf.classes_,
+                               pre)
     else:
         chunks = iter_data(X, y)
+        if pre is not None:  # raw rows of a Pipeline: its frozen transformers first
+            chunks = ((pre.transform(Xc), yc) for Xc, yc in chunks)
     chunks = validated_chunks(chunks, dtype=backend_cls.input_dtype, multi_output=multi,
                               classes=clf.classes_, n_features=n_features)
     total = np.zeros((len(thetas), backend.n_params))
@@ -143,7 +151,7 @@ def loss_gradients(clf, thetas, X=None, y=None, remaining=None):
     return total, n, counts
 
 
-def _dask_gradients(X, y, estimators, backend_cls, kwargs, n_features, classes):
+def _dask_gradients(X, y, estimators, backend_cls, kwargs, n_features, classes, pre=None):
     import dask
     import dask.array as da
 
@@ -161,7 +169,7 @@ def _dask_gradients(X, y, estimators, backend_cls, kwargs, n_features, classes):
     y = y.rechunk({0: rows} if y.ndim == 1 else {0: rows, 1: -1})
     part = dask.delayed(_block_gradients, pure=True)
     parts = [part(X.blocks[i], y.blocks[i], estimators, backend_cls, kwargs, n_features,
-                  classes) for i in range(len(rows))]
+                  classes, pre) for i in range(len(rows))]
     results = dask.compute(*parts)  # the active scheduler: a distributed client's workers
     total = np.sum([G for G, _, _ in results], axis=0)
     counts = [np.sum(c, axis=0) for c in zip(*(c for _, _, c in results))]

@@ -40,7 +40,7 @@ SEALED = ("_theta", "_theta_fit", "curvature_", "_damping", "inverse_", "config_
           "_label_salt", "n_samples_fit_", "n_samples_", "n_curvature_samples_",
           "_curvature_sample", "erasure_log_", "parameters_checksum_", "sample_salt_",
           "sample_digests_", "sample_digest_counts_", "fit_mask_", "X_fit_", "y_fit_",
-          "classes_", "_backend_kwargs", "n_features_in_")
+          "classes_", "_backend_kwargs", "n_features_in_", "preprocessor_")
 #: leaves up to this size are hashed by value by :func:`fingerprint`; larger ones by identity
 _SMALL = 1 << 20
 
@@ -125,6 +125,10 @@ def _leaves(obj, path=""):
         yield from _leaves(dict(vars(obj)), path)
     elif isinstance(obj, FitConfig):
         yield from _leaves(obj.to_dict(), path + "<cfg>")
+    elif hasattr(obj, "get_params") and hasattr(obj, "__dict__"):
+        # a fitted scikit-learn object (a Pipeline's frozen steps): its attributes, by value
+        yield path + "<est>", type(obj).__name__
+        yield from _leaves(dict(vars(obj)), path)
     elif isinstance(obj, dict):
         for k in sorted(obj, key=repr):
             yield from _leaves(obj[k], f"{path}/{k!r}")
@@ -155,6 +159,9 @@ def _update(h, path: str, leaf) -> None:
         h.update(b"F" + leaf.hex().encode())
     elif leaf is None or isinstance(leaf, (bool, int, str, np.generic, slice)):
         h.update(f"{type(leaf).__name__}:{leaf!r}".encode())
+    elif callable(leaf):  # e.g. a FunctionTransformer's func: by name (no address)
+        h.update(f"C{getattr(leaf, '__module__', '')}.{getattr(leaf, '__qualname__', '')}"
+                 .encode())
     else:
         raise TypeError(f"cannot seal a {type(leaf).__name__} at {path}")
     h.update(b"\0")

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.multioutput import MultiOutputClassifier
-from sklearn.utils import check_random_state, get_tags
+from sklearn.pipeline import Pipeline
+from sklearn.utils import check_array, check_random_state, get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
+from sklearn.utils.validation import check_is_fitted, check_memory, check_X_y, validate_data
 
 from ._backends import BACKENDS, select_backend
 from ._certificate import Certificate, certificate, suppress
@@ -219,7 +220,7 @@ def _estimator_has(attr):
     """Check the fitted inner estimator if there is one, else the unfitted one."""
 
     def check(self):
-        est = getattr(self, "estimator_", self.estimator)
+        est = getattr(self, "estimator_", None) or _final(self.estimator)
         return hasattr(est, attr)
 
     return check
@@ -227,6 +228,25 @@ def _estimator_has(attr):
 
 def _is_multi_output(estimator) -> bool:
     return isinstance(estimator, MultiOutputClassifier)
+
+
+def _final(estimator):
+    """The model whose parameters are unlearned: a Pipeline's last step, or ``estimator``."""
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
+def _preprocessing(estimator):
+    """A Pipeline's transformers (``None`` for a plain model or a one-step Pipeline)."""
+    if isinstance(estimator, Pipeline) and len(estimator) > 1:
+        return estimator[:-1]
+    return None
+
+
+def _stateful_steps(pre) -> list[str]:
+    """Names of the fitted transformers whose state depends on the training rows (every step
+    but the stateless ones, e.g. a FunctionTransformer)."""
+    return [name for name, step in pre.steps
+            if step not in (None, "passthrough") and get_tags(step).requires_fit]
 
 
 def _block_widths(kind: str, backend, block_size: int | None) -> list[int]:
@@ -455,8 +475,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     estimator : estimator object
         The classifier to wrap (cloned at fit): :class:`~sklearn.linear_model.LogisticRegression`
         (binary or multinomial), :class:`~sklearn.linear_model.SGDClassifier` with
-        ``loss="log_loss"``, a :class:`~sklearn.multioutput.MultiOutputClassifier` of those, or a
-        skorch ``NeuralNetClassifier``.
+        ``loss="log_loss"``, a :class:`~sklearn.multioutput.MultiOutputClassifier` of those, a
+        skorch ``NeuralNetClassifier``, or a :class:`~sklearn.pipeline.Pipeline` ending in one
+        of them (its fitted transformers become a frozen feature map, ``preprocessor_``; every
+        method takes raw rows).
     epsilon : float, default=1.0
         Step size of the erasure step (``>= 0``; 0 changes nothing). Tune it with
         :class:`~sklearn.model_selection.GridSearchCV` and the scorers of
@@ -545,7 +567,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     estimator_ : estimator
-        The fitted clone, updated in place by :meth:`forget`.
+        The fitted clone (a Pipeline's last step), updated in place by :meth:`forget`.
+    preprocessor_ : Pipeline
+        A Pipeline's fitted transformers (only when ``estimator`` is a Pipeline): frozen, they
+        still reflect forgotten rows; erasure records name them (``frozen_preprocessing``).
     curvature_ : CurvatureOperator
         The cached inverse curvature (``curvature_.solve(v) = F^{-1} v``).
     inverse_ : str
@@ -570,7 +595,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``||theta||``), ``curvature_downdated``, ``step`` (``"leave_out"`` / ``"full"``),
         ``checksum_before`` / ``checksum_after`` (:attr:`parameters_checksum_` around the
         step), ``seal_before`` (:attr:`state_seal_` before the call: the entries form a hash
-        chain), ``loss_before`` / ``loss_after``
+        chain), ``frozen_preprocessing`` (a Pipeline's fitted steps that still reflect the erased
+        rows, comma-separated; ``None`` without a Pipeline), ``loss_before`` / ``loss_after``
         (mean ``-log p(y|x)`` of the forget set from ``predict_proba``), ``accuracy_before`` /
         ``accuracy_after`` (on the forget set), ``label_flip_rate`` (share of the forget set
         whose predicted label changed), ``predicted_loss_change`` (first-order change of the
@@ -740,15 +766,33 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         tags.non_deterministic = inner.non_deterministic
         return tags
 
-    def _validate_Xy(self, X, y, reset: bool, backend_cls):
+    def _validate_Xy(self, X, y, reset: bool, backend_cls, transformed: bool = False):
         """Validate ``(X, y)`` to the input dtype of ``backend_cls`` (selected once by the
-        caller: at fit from ``estimator``, afterwards ``type(self.backend_)``)."""
-        multi = _is_multi_output(self.estimator if reset else self.estimator_)
-        X, y = validate_data(self, X, y, reset=reset, multi_output=multi,
-                             dtype=backend_cls.input_dtype, y_numeric=False)
+        caller: at fit from ``estimator``, afterwards ``type(self.backend_)``).
+
+        With a Pipeline the raw rows go through its transformers first (fitted here when
+        ``reset``, the frozen ``preprocessor_`` afterwards; ``transformed``: rows already in
+        the model's input space, as the scorers hold them); the model's input is checked."""
+        model = _final(self.estimator) if reset else self.estimator_
+        multi = _is_multi_output(model)
+        pre = _preprocessing(self.estimator) if reset else self.__dict__.get("preprocessor_")
+        if pre is None:
+            X, y = validate_data(self, X, y, reset=reset, multi_output=multi,
+                                 dtype=backend_cls.input_dtype, y_numeric=False)
+        else:
+            if transformed:
+                Xt = X
+            elif reset:
+                pre = clone(pre)
+                Xt = pre.fit_transform(X, y)
+                self._fitted_preprocessor = pre  # picked up by fit (not a fitted attribute yet)
+            else:
+                Xt = pre.transform(X)
+            X, y = check_X_y(Xt, y, multi_output=multi, dtype=backend_cls.input_dtype,
+                             y_numeric=False)
         if multi and y.ndim == 1:
             check_classification_targets(y)  # a continuous y: say so first
-            raise ValueError(f"{type(self.estimator).__name__} needs a 2-D y (n_samples, "
+            raise ValueError(f"{type(model).__name__} needs a 2-D y (n_samples, "
                              "n_outputs): one column of class labels per output")
         return X, y
 
@@ -792,18 +836,28 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         self._validate_params()
         self._check_options()
-        backend_cls = select_backend(self.estimator)
+        model = _final(self.estimator)
+        backend_cls = select_backend(model)
         if "sample_weight" in fit_params:
             raise TypeError("sample_weight is not supported: SSSE's curvature and step "
                             "assume unweighted samples")
+        n_raw = getattr(X, "shape", (None, None))
         X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls)
+        pre = self.__dict__.pop("_fitted_preprocessor", None)
         for col in y.reshape(len(y), -1).T:
             _check_label_types(col)
         check_classification_targets(y)
         fit = _fit_and_build
         if self.memory is not None:
             fit = check_memory(self.memory).cache(_fit_and_build)
-        state = fit(self.estimator, X, y, fit_params, self._config())
+        state = fit(model, X, y, fit_params, self._config())
+        if pre is None:
+            self.__dict__.pop("preprocessor_", None)  # from an earlier fit of a Pipeline
+        else:
+            self.preprocessor_ = pre
+            self.n_features_in_ = int(getattr(pre, "n_features_in_", n_raw[1]))
+            if hasattr(pre, "feature_names_in_"):
+                self.feature_names_in_ = pre.feature_names_in_
         return self._set_fitted_state(state, backend_cls, X, y)
 
     def _check_options(self) -> None:
@@ -1004,9 +1058,23 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self = cls(estimator, **params)
         self._validate_params()
         self._check_options()
-        backend_cls = select_backend(self.estimator)
+        pre = _preprocessing(estimator)
+        estimator = _final(estimator)
+        backend_cls = select_backend(estimator)
         check_is_fitted(estimator)
         est = deepcopy(estimator) if copy else estimator
+        if pre is not None:  # a fitted Pipeline: its transformers become the frozen features
+            check_is_fitted(pre)
+            pre = deepcopy(pre) if copy else pre
+            n_raw = getattr(X, "shape", (None, None))[1]
+            if y is not None and not (is_dask(X) or is_dask(y)):
+                X = pre.transform(X)
+            else:
+                if self.keep_training_data:
+                    raise ValueError("keep_training_data=True needs the training data in "
+                                     "memory; pass X and y as arrays")
+                X, y = ((pre.transform(np.asarray(Xc)), yc) for Xc, yc in iter_data(X, y)), None
+            self.preprocessor_ = pre
         backend = backend_cls(est, parameters=self.parameters, dtype=self.dtype)
         config = self._config()
         rng = check_random_state(self.random_state)
@@ -1019,7 +1087,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                   n_features=n_features)
         digests = None
         if y is not None and not (is_dask(X) or is_dask(y)):
-            X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls)
+            if pre is None:
+                X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls)
+            else:  # already transformed by the fitted Pipeline's steps
+                X, y = check_X_y(X, y, multi_output=_is_multi_output(estimator),
+                                 dtype=backend_cls.input_dtype, y_numeric=False)
             check_classification_targets(y)
             for _ in check([(X, y)]):  # feature count and labels against the fitted model
                 pass
@@ -1047,6 +1119,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             if self.track_samples:
                 digests = salt, np.concatenate(parts)
         state["estimator"] = est
+        if pre is not None:
+            self.n_features_in_ = int(getattr(pre, "n_features_in_", n_raw or 0))
         return self._set_fitted_state(state, backend_cls, X, y, digests=digests)
 
     # ------------------------------------------------------------------------------ unlearning
@@ -1072,11 +1146,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                "parameters_checksum_, so the cached curvature does not belong to "
                                "them. Nothing was changed; call fit again")
 
-    def _check_forget_input(self, X, y):
+    def _check_forget_input(self, X, y, transformed: bool = False):
         check_is_fitted(self)
         self._verify_seal(full=False)
         self._check_parameters_unchanged()
-        X, y = self._validate_Xy(X, y, reset=False, backend_cls=type(self.backend_))
+        X, y = self._validate_Xy(X, y, reset=False, backend_cls=type(self.backend_),
+                                 transformed=transformed)
         k = X.shape[0]
         if k == 0:
             raise ValueError("the forget set is empty")
@@ -1181,7 +1256,13 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             The direction: a NumPy array for linear models, a tensor on the net's device for
             nets.
         """
-        X, y = self._check_forget_input(X, y)
+        return self._direction(X, y)
+
+    @_serialised
+    def _direction(self, X, y, transformed: bool = False):
+        """:meth:`forget_direction`; ``transformed``: the rows are already in the model's input
+        space (after a Pipeline's frozen transformers), as the scorers hold them."""
+        X, y = self._check_forget_input(X, y, transformed=transformed)
         delta = self._erasure(X, y)[0]
         if getattr(self.backend_, "public_numpy", False):
             return delta.detach().cpu().numpy()
@@ -1351,6 +1432,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                 if before and after else None),
             "predicted_loss_change": float(g @ step.to(g)) / k,
             "n_untracked": n_untracked,
+            # fitted transformers of a Pipeline that still reflect the erased rows (frozen):
+            # their names, comma-separated (None without a Pipeline)
+            "frozen_preprocessing": (",".join(_stateful_steps(self.preprocessor_))
+                                     if "preprocessor_" in self.__dict__ else None),
             "seconds": time.perf_counter() - start,
         }
         self._theta = written
@@ -1581,6 +1666,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------------------ delegation
     def _X(self, X):
         check_is_fitted(self)
+        pre = self.__dict__.get("preprocessor_")
+        if pre is not None:  # the frozen transformers of a Pipeline check the raw rows
+            return check_array(pre.transform(X), dtype=self.backend_.input_dtype)
         return validate_data(self, X, reset=False, dtype=self.backend_.input_dtype)
 
     @available_if(_estimator_has("predict"))

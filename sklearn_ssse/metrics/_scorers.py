@@ -132,8 +132,10 @@ def _reference(clf, remaining: np.ndarray, digest: str):
     """``clone(clf.estimator)`` fitted on the remaining rows, cached (independent of epsilon).
 
     The unfitted constructor estimator, not ``estimator_``: a skorch net given a module
-    *instance* would otherwise start from the trained weights."""
-    key = joblib.hash((clone(clf.estimator), digest, np.packbits(remaining)))
+    *instance* would otherwise start from the trained weights.  For a Pipeline, its last step
+    on the kept (transformed) rows: the reference of a forget with frozen preprocessing."""
+    template = clf.estimator[-1] if isinstance(clf.estimator, Pipeline) else clf.estimator
+    key = joblib.hash((clone(template), digest, np.packbits(remaining)))
     with _lock:
         if key in _references:
             _references.move_to_end(key)
@@ -144,7 +146,7 @@ def _reference(clf, remaining: np.ndarray, digest: str):
     fit = _fit_reference
     if getattr(clf, "memory", None) is not None:
         fit = check_memory(clf.memory).cache(_fit_reference)
-    model = fit(clone(clf.estimator), X, y)
+    model = fit(clone(template), X, y)
     with _lock:
         _references[key] = model
         while len(_references) > _REFERENCE_CACHE_SIZE:
@@ -186,6 +188,9 @@ def _unwrap(estimator, X):
         raise TypeError(f"unlearning scorers need an UnlearnableClassifier (or a Pipeline ending "
                         f"in one), got {type(estimator).__name__}.")
     check_is_fitted(estimator)
+    pre = getattr(estimator, "preprocessor_", None)  # it wraps a Pipeline: frozen features
+    if pre is not None:
+        X = pre.transform(X)
     return estimator, X
 
 
@@ -219,7 +224,7 @@ class _Context:
         self.X_S, self.y_S = X_fit[self.rows], y_fit[self.rows]
         self.X_H, self.y_H = X[~found], y[~found]
         self.theta = clf.get_parameters()
-        delta = clf.forget_direction(self.X_S, self.y_S)
+        delta = clf._direction(self.X_S, self.y_S, transformed=True)  # rows of X_fit_
         self.delta = delta.detach().cpu().numpy() if hasattr(delta, "detach") else np.asarray(delta)
         self.original = clf.estimator_
         self.remaining = np.asarray(clf.fit_mask_, dtype=bool).copy()

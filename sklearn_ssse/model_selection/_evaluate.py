@@ -91,6 +91,8 @@ class _ModelMeasures:
         clf, _ = _unwrap(estimator, X[:1])
         X_test = estimator[:-1].transform(self.X_test) if isinstance(estimator, Pipeline) and \
             len(estimator) > 1 else self.X_test
+        if getattr(clf, "preprocessor_", None) is not None:  # it wraps a Pipeline
+            X_test = clf.preprocessor_.transform(X_test)
         X_H, y_H = X_test[self.heldout], self.y_test[self.heldout]
         self.progress.set_description(f"erasure direction (k={len(y)})")
         digest = _training_index(clf.X_fit_, clf.y_fit_)[1]  # memoised: not in the timing
