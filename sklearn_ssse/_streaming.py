@@ -137,7 +137,8 @@ def factor_rows(backend, X, y, curvature: str, label_salt: bytes | None = None) 
     ``label_salt`` (sampled GGN, see :meth:`~sklearn_ssse._backends.BaseBackend.ggn_sample_rows`)
     one row per sample at a label drawn with :func:`row_uniforms`."""
     if label_salt is not None and curvature == "ggn":
-        return backend.ggn_sample_rows(X, row_uniforms(X, y, label_salt))
+        # the labels: a class-weighted model scales each row by sqrt of its weight
+        return backend.ggn_sample_rows(X, row_uniforms(X, y, label_salt), y)
     return backend.curvature_rows(X, y, curvature)
 
 

@@ -1347,6 +1347,21 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                  "step anyway)")
             warnings.warn(f"{msg}; the step is applied for all {k} rows given",
                           UntrackedSampleWarning, stacklevel=3)  # the caller of forget
+        if rows_kept is not None:  # kept rows: refuse to leave a single class (binary models)
+            left = self.fit_mask_.copy()
+            left[rows_kept] = False
+            Y0, Y1 = self.y_fit_[self.fit_mask_], self.y_fit_[left]
+            for j in range(1 if Y0.ndim == 1 else Y0.shape[1]):
+                had, has = (np.unique(Y if Y.ndim == 1 else Y[:, j]) for Y in (Y0, Y1))
+                if len(has) < 2 <= len(had):
+                    where = f" in output {j}" if Y0.ndim > 1 else ""
+                    raise ValueError(
+                        f"forgetting these rows leaves only class {has.tolist()}{where} among "
+                        "the remaining training rows: the retrained model would be a one-class "
+                        "classifier, which scikit-learn cannot fit, and the remaining objective "
+                        "has no optimum to step to (its intercept runs off to infinity). "
+                        "Nothing was changed. Keep rows of at least two classes, or retire the "
+                        "model (without the others it could only predict that class).")
 
         # 2. the step, computed aside
         delta, g, down, down_sample = self._erasure(

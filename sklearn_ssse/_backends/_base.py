@@ -131,7 +131,7 @@ class BaseBackend(ABC):
         """``q``: factor rows per sample of :meth:`curvature_rows` (for memory estimates)."""
         return 1
 
-    def ggn_sample_rows(self, X, u: np.ndarray) -> torch.Tensor:
+    def ggn_sample_rows(self, X, u: np.ndarray, y=None) -> torch.Tensor:
         """One Fisher factor row per sample, with a label drawn from the model's own ``p(.|x)``.
 
         ``E[r r^T]`` over the draw is the GGN / true Fisher term of the sample, so ``m`` sampled
@@ -146,6 +146,9 @@ class BaseBackend(ABC):
             Samples.
         u : ndarray of shape (n,)
             Uniforms in ``[0, 1)``, one per sample.
+        y : ndarray of shape (n,) or (n, n_outputs), default=None
+            The true labels; needed only by models trained with class weights (each row is
+            scaled by the square root of its sample's weight).
 
         Returns
         -------

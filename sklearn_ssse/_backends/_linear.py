@@ -22,6 +22,18 @@ Both curvatures are sums of Kronecker products ``sum_i A_i (x) xa_i xa_i^T`` wit
 is one weighted product ``Xa^T diag(A_{:, c, c'}) Xa``, which costs ``C (C + 1) / 2`` GEMMs of the
 feature dimension instead of a GEMM over ``n C`` factor rows of length ``C (p + 1)`` (about 20x
 fewer flops for a dense 10-class model, 10x for its per-class blocks).
+
+Class weights (``class_weight=`` of the wrapped model) are honoured in every per-sample term:
+scikit-learn minimises ``sum_i w_i l_i`` plus the penalty, with ``w_i`` the weight of the
+sample's class, so the gradient of a sample is ``w_i g_i``, its curvature term ``w_i H_i`` and
+its factor rows ``sqrt(w_i)`` times the unweighted ones (a weight counts like repeating the
+sample).  ``SGDClassifier`` trains each one-vs-rest row with weight ``w_c`` on the rows of class
+``c`` and 1 on the rest, so there the weights are per sample *and* class row.  The weights are
+those of the fit: ``"balanced"`` is resolved once from the training labels
+(:meth:`LinearBackend.fit_indices`, the labels ``UnlearnableClassifier`` fits on) and kept on the
+fitted estimator; forgetting does not recompute them from the remaining rows, whereas a model
+retrained with ``"balanced"`` on the remaining rows would (its objective differs by those new
+weights).  ``LogisticRegressionCV`` is the refit model at the selected ``C_``.
 """
 
 from __future__ import annotations
@@ -32,8 +44,9 @@ import numpy as np
 import torch
 from scipy.linalg import blas
 from scipy.special import expit, softmax
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, SGDClassifier
 from sklearn.multioutput import MultiOutputClassifier
+from sklearn.utils.class_weight import compute_class_weight
 
 from ._base import BaseBackend, draw_labels
 
@@ -44,10 +57,44 @@ _UNSUPPORTED = ("{name} is not supported by UnlearnableClassifier: wrap Logistic
                 "NeuralNetClassifier.")
 
 
+#: attribute of a fitted estimator holding the class weights it was trained with (resolved from
+#: the training labels when ``class_weight="balanced"``; see :meth:`LinearBackend.fit_indices`)
+CLASS_WEIGHT_ATTR = "_ssse_class_weight"
+
+
+def _lr_C(est) -> float:
+    """The inverse penalty strength of a fitted LogisticRegression: ``C``, or for
+    LogisticRegressionCV the selected ``C_`` (one per class, all equal: the refit is one
+    multinomial problem)."""
+    if isinstance(est, LogisticRegressionCV):
+        if not hasattr(est, "C_"):
+            raise ValueError("LogisticRegressionCV is not fitted: its penalty C_ is chosen by "
+                             "fit")
+        return float(np.ravel(est.C_)[0])
+    return float(est.C)
+
+
+def _lrcv_l1_ratio(est) -> float:
+    """Largest L1 share a LogisticRegressionCV may select (before fit) or selected (after)."""
+    if est.penalty == "l1":
+        return 1.0
+    if hasattr(est, "l1_ratio_"):
+        ratios = list(np.ravel(est.l1_ratio_))
+    elif isinstance(est.l1_ratios, str) or est.l1_ratios is None:  # "warn" / None: L2
+        return 0.0
+    else:
+        ratios = list(np.ravel(est.l1_ratios))
+    return float(max((r for r in ratios if r is not None), default=0.0))
+
+
 def _lr_penalty(est) -> tuple[float, bool]:
     """``(l1_ratio, penalised)`` of a LogisticRegression, for the old and the new API
-    (``penalty`` is deprecated in scikit-learn 1.8 in favour of ``l1_ratio`` and ``C=np.inf``)."""
+    (``penalty`` is deprecated in scikit-learn 1.8 in favour of ``l1_ratio`` and ``C=np.inf``).
+    A LogisticRegressionCV's ``penalised`` is only known after fit (from ``C_``)."""
     penalty = getattr(est, "penalty", "deprecated")
+    if isinstance(est, LogisticRegressionCV):
+        penalised = not hasattr(est, "C_") or bool(np.isfinite(_lr_C(est)))
+        return _lrcv_l1_ratio(est), penalised
     penalised = bool(np.isfinite(est.C)) and penalty is not None and penalty != "none"
     if penalty == "l1":
         return 1.0, penalised
@@ -67,6 +114,10 @@ def _linear_without_proba() -> tuple[type, ...]:
 
 
 def _check_single(est) -> None:
+    if isinstance(est, LogisticRegressionCV) and not est.refit:
+        raise ValueError("LogisticRegressionCV(refit=False) averages the models of the folds, "
+                         "which is the optimum of no objective on the training data: SSSE needs "
+                         "the refit model (refit=True).")
     if isinstance(est, LogisticRegression):
         if _lr_penalty(est)[0] > 0:
             raise ValueError("SSSE needs a twice-differentiable objective: LogisticRegression with "
@@ -82,6 +133,28 @@ def _check_single(est) -> None:
     if isinstance(est, _linear_without_proba()):
         raise ValueError(_NO_PROBA.format(name=type(est).__name__))
     raise TypeError(_UNSUPPORTED.format(name=type(est).__name__))
+
+
+def _fit_class_weight(est):
+    """The class weights ``est`` was trained with, one per class of ``classes_``: ``None``
+    when every weight is 1, the string ``"unresolved"`` for ``class_weight="balanced"`` of a
+    LogisticRegression whose training labels were not seen yet (see
+    :meth:`LinearBackend.fit_indices`)."""
+    cw = getattr(est, "class_weight", None)
+    if cw is None:
+        return None
+    if isinstance(est, SGDClassifier):  # scikit-learn keeps the weights it resolved at fit
+        w = getattr(est, "_expanded_class_weight", None)
+        if w is None:
+            w = compute_class_weight(cw, classes=est.classes_, y=est.classes_)
+    elif hasattr(est, CLASS_WEIGHT_ATTR):
+        w = getattr(est, CLASS_WEIGHT_ATTR)
+    elif isinstance(cw, dict):  # independent of the data
+        w = compute_class_weight(cw, classes=est.classes_, y=est.classes_)
+    else:  # "balanced": n / (n_classes * bincount(y)) over the training labels
+        return "unresolved"
+    w = np.asarray(w, dtype=np.float64)
+    return None if np.all(w == 1.0) else w
 
 
 def _syrk(Z: torch.Tensor) -> torch.Tensor:
@@ -105,6 +178,7 @@ class _SingleLinear:
         self.softmax = isinstance(est, LogisticRegression) and self.n_classes > 2
         self.n_rows = est.coef_.shape[0]  # 1 for binary
         self.n_params = self.n_rows * self.p1
+        self.class_weight = _fit_class_weight(est)
 
     # parameters ---------------------------------------------------------------------------
     def get(self) -> np.ndarray:
@@ -145,35 +219,89 @@ class _SingleLinear:
             return (idx == 1).astype(np.float64)[:, None]
         return np.eye(self.n_classes)[idx]
 
+    def resolve_class_weight(self, y) -> None:
+        """Resolve ``class_weight="balanced"`` from the training labels ``y`` (as the wrapped
+        model did at fit) and keep the weights on the fitted estimator."""
+        if not (isinstance(self.class_weight, str) and self.class_weight == "unresolved"):
+            return
+        w = compute_class_weight("balanced", classes=self.classes, y=np.asarray(y))
+        setattr(self.est, CLASS_WEIGHT_ATTR, w)
+        self.class_weight = _fit_class_weight(self.est)
+
+    def weights(self, y, power: float = 1.0) -> np.ndarray | None:
+        """Per-sample class weights raised to ``power``, shape ``(n, rows)`` (one column per
+        class row of the parameters), or ``None`` when the model is unweighted."""
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if isinstance(cw, str):
+            raise ValueError(
+                f"{type(self.est).__name__}(class_weight='balanced') weighs each class by its "
+                "share of the training labels, which were not seen: build the model with fit "
+                "or from_fitted(estimator, X, y) with the training data in memory, or pass the "
+                "fitted weights as a dict (class_weight={label: weight}).")
+        idx = np.searchsorted(self.classes, y)
+        cw = cw**power
+        if self.n_rows > 1 and not self.softmax:  # SGD one-vs-rest: the rest count 1
+            W = np.ones((len(idx), self.n_rows))
+            W[np.arange(len(idx)), idx] = cw[idx]
+            return W
+        return np.repeat(cw[idx][:, None], self.n_rows, axis=1)
+
     def _probs(self, Xa):
         S = self._scores(Xa)
         return softmax(S, axis=1) if self.softmax else expit(S)
 
-    def grads(self, X, y) -> np.ndarray:
+    def grads(self, X, y, power: float = 1.0) -> np.ndarray:
+        """Per-sample gradients of the weighted loss ``w_i l_i`` (``power=1``), or the
+        empirical Fisher's factor rows ``sqrt(w_i) grad l_i`` (``power=0.5``)."""
         Xa = self._augment(X)
         R = self._probs(Xa) - self._targets(y)  # (n, rows)
+        W = self.weights(y, power)
+        if W is not None:
+            R *= W
         return (R[:, :, None] * Xa[:, None, :]).reshape(len(X), -1)
 
-    def ggn_rows(self, X) -> np.ndarray:
+    def _sqrt_sample_weights(self, y) -> np.ndarray | None:
+        """``sqrt(w_i)`` per sample and class row, shape (n, rows), or ``None`` (unweighted)."""
+        if self.class_weight is None:
+            return None
+        if y is None:
+            raise ValueError("the sampled GGN rows of a model trained with class weights need "
+                             "the samples' labels (their weights), which this caller does not "
+                             "pass: use curvature='empirical_fisher' or an inverse other than "
+                             "'woodbury'")
+        return self.weights(y, 0.5)
+
+    def ggn_rows(self, X, y=None) -> np.ndarray:
         Xa = self._augment(X)
         P = self._probs(Xa)
         n = len(X)
+        W = self._sqrt_sample_weights(y)
         if not self.softmax:  # independent sigmoids: one factor row per sample suffices
             w = np.sqrt(P * (1.0 - P))
+            if W is not None:
+                w *= W
             return (w[:, :, None] * Xa[:, None, :]).reshape(n, 1, -1)
         C = self.n_classes
         D = P[:, None, :] - np.eye(C)[None, :, :]  # D[i, c] = p_i - e_c
         D *= np.sqrt(P)[:, :, None]
+        if W is not None:  # softmax: one weight per sample
+            D *= W[:, :1, None]
         return (D[:, :, :, None] * Xa[:, None, None, :]).reshape(n, C, -1)
 
-    def ggn_sample_rows(self, X, u) -> np.ndarray:
+    def ggn_sample_rows(self, X, u, y=None) -> np.ndarray:
         """One GGN factor row per sample: the gradient at a label drawn from ``p(.|x)`` at the
-        uniforms ``u`` (softmax), or the exact single factor row (sigmoids), shape (n, 1, p)."""
+        uniforms ``u`` (softmax), or the exact single factor row (sigmoids), shape (n, 1, p);
+        times ``sqrt(w_i)`` for a class-weighted model (which needs the true labels ``y``)."""
         if not self.softmax:
-            return self.ggn_rows(X)
+            return self.ggn_rows(X, y)
         Xa = self._augment(X)
         P = self._probs(Xa)
         R = P - np.eye(self.n_classes)[draw_labels(P, u)]
+        W = self._sqrt_sample_weights(y)
+        if W is not None:
+            R *= W[:, :1]
         return (R[:, :, None] * Xa[:, None, :]).reshape(len(X), 1, -1)
 
     def diagonal(self, X, y, curvature: str) -> np.ndarray:
@@ -189,6 +317,9 @@ class _SingleLinear:
         if self.fit_intercept:
             S += W[:, -1]
         R = (softmax(S, axis=1) if self.softmax else expit(S)) - self._targets(y)
+        W = self.weights(y)
+        if W is not None:
+            R *= W
         G = R.T @ X
         if self.fit_intercept:
             G = np.hstack([G, R.sum(0)[:, None]])
@@ -202,16 +333,22 @@ class _SingleLinear:
         Xa = self._augment(X)
         if curvature == "empirical_fisher":
             r = self._probs(Xa) - self._targets(y)
+            W = self.weights(y, 0.5)
+            if W is not None:  # the factor row sqrt(w_i) g_i
+                r *= W
             return Xa, r[:, :, None] * r[:, None, :]
         P = self._probs(Xa)
+        W = self.weights(y)
         if self.softmax:
             A = -P[:, :, None] * P[:, None, :]
             idx = np.arange(self.n_rows)
             A[:, idx, idx] += P
+            if W is not None:  # one weight per sample
+                A *= W[:, :1, None]
             return Xa, A
         A = np.zeros((len(X), self.n_rows, self.n_rows))
         idx = np.arange(self.n_rows)
-        A[:, idx, idx] = P * (1.0 - P)  # independent sigmoids: no cross terms
+        A[:, idx, idx] = P * (1.0 - P) if W is None else P * (1.0 - P) * W  # no cross terms
         return Xa, A
 
     def gram(self, Xt: torch.Tensor, At: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -242,8 +379,9 @@ class _SingleLinear:
         est = self.est
         lam_b = 0.0
         if isinstance(est, LogisticRegression):
-            # sklearn: C * sum_i loss_i + ||w||^2 / 2  ->  mean form 1 / (C n)
-            lam_w = 1.0 / (est.C * n) if _lr_penalty(est)[1] else 0.0
+            # sklearn: C * sum_i w_i loss_i + ||w||^2 / 2  ->  mean form 1 / (C n), with n the
+            # rows (the class weights w_i sit in the data terms); LogisticRegressionCV: C_
+            lam_w = 1.0 / (_lr_C(est) * n) if _lr_penalty(est)[1] else 0.0
             if est.solver == "liblinear" and self.fit_intercept:
                 # liblinear penalises the synthetic feature: b = s * w_b
                 lam_b = lam_w / est.intercept_scaling**2
@@ -353,7 +491,17 @@ class LinearBackend(BaseBackend):
         y = np.asarray(y)
         return [y[:, j] for j in range(y.shape[1])] if self.multi_output else [y]
 
+    def fit_indices(self, X, y) -> np.ndarray:
+        """All rows; also resolves ``class_weight="balanced"`` of a LogisticRegression from the
+        training labels ``y`` (called once with them by ``fit`` and ``from_fitted``) and keeps
+        the weights on the fitted estimator, so that every later gradient and curvature term
+        uses the weights of the fit (a deletion does not recompute them)."""
+        for p, yj in zip(self.parts, self._columns(y)):
+            p.resolve_class_weight(yj)
+        return np.arange(len(X))
+
     def per_sample_gradients(self, X, y) -> torch.Tensor:
+        """Gradients of the weighted losses ``w_i l_i`` (``w_i = 1`` without class weights)."""
         G = np.hstack([p.grads(X, yj) for p, yj in zip(self.parts, self._columns(y))])
         return torch.from_numpy(G)
 
@@ -375,11 +523,13 @@ class LinearBackend(BaseBackend):
             [p.grad_sum(X, yj) for p, yj in zip(self.parts, self._columns(y))]))
 
     def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
-        if curvature == "empirical_fisher":
-            return self.per_sample_gradients(X, y)[:, None, :]
+        cols = self._columns(y)
+        if curvature == "empirical_fisher":  # sqrt(w_i) g_i: a weight multiplies the term
+            G = np.hstack([p.grads(X, yj, power=0.5) for p, yj in zip(self.parts, cols)])
+            return torch.from_numpy(G)[:, None, :]
         if curvature != "ggn":
             raise ValueError(f"unknown curvature {curvature!r}")
-        rows = [p.ggn_rows(X) for p in self.parts]
+        rows = [p.ggn_rows(X, yj) for p, yj in zip(self.parts, cols)]
         q = max(r.shape[1] for r in rows)  # outputs are independent blocks: pad factor counts
         rows = [np.pad(r, ((0, 0), (0, q - r.shape[1]), (0, 0))) for r in rows]
         return torch.from_numpy(np.concatenate(rows, axis=2))
@@ -389,8 +539,11 @@ class LinearBackend(BaseBackend):
             return 1
         return max(p.n_classes if p.softmax else 1 for p in self.parts)
 
-    def ggn_sample_rows(self, X, u) -> torch.Tensor:
-        rows = [p.ggn_sample_rows(X, u) for p in self.parts]
+    def ggn_sample_rows(self, X, u, y=None) -> torch.Tensor:
+        """See :meth:`BaseBackend.ggn_sample_rows`; a model trained with class weights also
+        needs the labels ``y`` (the rows are scaled by ``sqrt`` of the sample's weight)."""
+        cols = self._columns(y) if y is not None else [None] * len(self.parts)
+        rows = [p.ggn_sample_rows(X, u, yj) for p, yj in zip(self.parts, cols)]
         return torch.from_numpy(np.concatenate(rows, axis=2))
 
     def curvature_diagonal(self, X, y, curvature: str) -> torch.Tensor:

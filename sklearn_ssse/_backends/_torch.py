@@ -553,7 +553,7 @@ class TorchBackend(BaseBackend):
     def factor_rows_per_sample(self, curvature: str) -> int:
         return 1 if curvature == "empirical_fisher" else self.n_classes_
 
-    def ggn_sample_rows(self, X, u) -> torch.Tensor:
+    def ggn_sample_rows(self, X, u, y=None) -> torch.Tensor:
         """Gradients at labels drawn from the net's ``p(.|x)`` (see the base class), shape
         ``(n, 1, n_params)``; one per-sample gradient per row instead of ``C`` GGN rows."""
         with self._eval_mode():

@@ -128,13 +128,31 @@ def _fit_reference(estimator, X, y):
     return clone(estimator).fit(X, y)
 
 
+def _with_fit_class_weight(template, fitted):
+    """``class_weight="balanced"`` resolved to the weights of the fit: the forget step keeps
+    them (they define the objective it steps on), so the reference must too, instead of
+    re-balancing on the remaining rows (another objective)."""
+    if not (isinstance(getattr(template, "class_weight", None), str)
+            and template.class_weight == "balanced"):
+        return template
+    w = getattr(fitted, "_ssse_class_weight", None)
+    if w is None:
+        w = getattr(fitted, "_expanded_class_weight", None)
+    if w is None or not hasattr(fitted, "classes_"):
+        return template
+    return template.set_params(class_weight=dict(zip(np.asarray(fitted.classes_).tolist(),
+                                                     np.asarray(w, dtype=float).tolist())))
+
+
 def _reference(clf, remaining: np.ndarray, digest: str):
     """``clone(clf.estimator)`` fitted on the remaining rows, cached (independent of epsilon).
 
     The unfitted constructor estimator, not ``estimator_``: a skorch net given a module
     *instance* would otherwise start from the trained weights.  For a Pipeline, its last step
-    on the kept (transformed) rows: the reference of a forget with frozen preprocessing."""
+    on the kept (transformed) rows: the reference of a forget with frozen preprocessing.
+    ``class_weight="balanced"`` keeps the weights of the fit (:func:`_with_fit_class_weight`)."""
     template = clf.estimator[-1] if isinstance(clf.estimator, Pipeline) else clf.estimator
+    template = _with_fit_class_weight(clone(template), clf.estimator_)
     key = joblib.hash((clone(template), digest, np.packbits(remaining)))
     with _lock:
         if key in _references:
