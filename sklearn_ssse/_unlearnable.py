@@ -220,7 +220,8 @@ def _estimator_has(attr):
     """Check the fitted inner estimator if there is one, else the unfitted one."""
 
     def check(self):
-        est = getattr(self, "estimator_", None) or _final(self.estimator)
+        est = getattr(self, "estimator_", None)
+        est = _final(self.estimator) if est is None else est
         return hasattr(est, attr)
 
     return check
@@ -448,7 +449,8 @@ def _fit_and_build(estimator, X, y, fit_params, config):
     """
     backend_cls = select_backend(estimator)
     est = clone(estimator).fit(X, y, **fit_params)
-    backend = backend_cls(est, parameters=config["parameters"], dtype=config["dtype"])
+    backend = backend_cls(est, parameters=config["parameters"], dtype=config["dtype"],
+                          chunk_size=config["chunk_size"])
     fit_idx = np.asarray(backend.fit_indices(X, y))
     rng = check_random_state(config["random_state"])
     state = _build_state(backend, _memory_chunks(X, y, fit_idx, config, rng), config, rng,
@@ -880,7 +882,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``digests`` (``(salt, row digests)``) replaces hashing ``X`` for ``track_samples``.
         """
         self.estimator_ = state["estimator"]
-        self._backend_kwargs = {"parameters": self.parameters, "dtype": self.dtype}
+        self._backend_kwargs = {"parameters": self.parameters, "dtype": self.dtype,
+                                "chunk_size": int(self.chunk_size)}
         self.backend_ = backend_cls(self.estimator_, **self._backend_kwargs)
         self.curvature_ = state["curvature"]
         self._damping = state["damping"]
@@ -1075,7 +1078,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                      "memory; pass X and y as arrays")
                 X, y = ((pre.transform(np.asarray(Xc)), yc) for Xc, yc in iter_data(X, y)), None
             self.preprocessor_ = pre
-        backend = backend_cls(est, parameters=self.parameters, dtype=self.dtype)
+        backend = backend_cls(est, parameters=self.parameters, dtype=self.dtype,
+                              chunk_size=int(self.chunk_size))
         config = self._config()
         rng = check_random_state(self.random_state)
         classes = getattr(est, "classes_", None)
@@ -1177,7 +1181,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return float(eps)
 
     def _gradient_sum(self, X, y) -> torch.Tensor:
-        fast = getattr(self.backend_, "gradient_sum", None)  # closed form (linear backend)
+        fast = getattr(self.backend_, "gradient_sum", None)  # closed form / batched backward
         g = fast(X, y) if fast is not None else self.backend_.per_sample_gradients(X, y).sum(0)
         return g.to(dtype=self.curvature_.dtype, device=self.curvature_.device)
 

@@ -600,3 +600,97 @@ def test_public_vectors_of_a_net_are_tensors_on_its_device(small):
     for value in (clf.theta_fit_, clf.damping_, clf.forget_direction(X[:3], y[:3])):
         assert torch.is_tensor(value) and value.device == clf.backend_.device
     assert isinstance(clf.get_parameters(), np.ndarray)  # documented: always NumPy
+
+
+# ------------------------------------------------------------- summed gradients, chunks, bf16
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-6), ("float64", 1e-10)])
+@pytest.mark.parametrize("parameters", [None, ["fc2.*"]])
+def test_gradient_sum_equals_summed_per_sample_gradients(fitted, small, dtype, tol, parameters):
+    """One batched backward pass per chunk gives the sum of the per-sample gradients (both loss
+    conventions, a parameter subset, chunks that do not divide k)."""
+    X, y = small
+    backend = TorchBackend(fitted, parameters=parameters, dtype=dtype, chunk_size=64)
+    mode = fitted.module_.training
+    g = backend.gradient_sum(X[:150], y[:150])
+    G = backend.per_sample_gradients(X[:150], y[:150])
+    assert g.shape == (backend.n_params,) and g.dtype == backend.dtype
+    scale = max(1.0, float(G.abs().sum(0).max()))
+    torch.testing.assert_close(g, G.sum(0), rtol=0, atol=tol * scale)
+    assert fitted.module_.training == mode  # the module's mode is restored
+    torch.testing.assert_close(backend.gradient_sum(X[:0], y[:0]),
+                               torch.zeros(backend.n_params, dtype=backend.dtype))
+
+
+def test_gradient_sum_in_eval_mode(small):
+    """Dropout is off in gradient_sum, as in per_sample_gradients."""
+    X, y = small
+    torch.manual_seed(0)
+    net = make_net(MLP, module__dropout=0.5, max_epochs=1).fit(X, y)
+    net.module_.train()
+    backend = TorchBackend(net, dtype="float64")
+    torch.testing.assert_close(backend.gradient_sum(X[:40], y[:40]),
+                               backend.per_sample_gradients(X[:40], y[:40]).sum(0))
+    assert net.module_.training
+
+
+def test_forget_uses_gradient_sum(small, monkeypatch):
+    X, y = small
+    torch.manual_seed(0)
+    clf = UnlearnableClassifier(make_net(max_epochs=1), inverse="dense").fit(X, y)
+    monkeypatch.setattr(TorchBackend, "per_sample_gradients",
+                        lambda *a, **k: pytest.fail("per-sample gradients materialised"))
+    clf.forget(X[:5], y[:5])
+
+
+def test_chunk_size_reaches_the_torch_backend(small, monkeypatch):
+    X, y = small
+    torch.manual_seed(0)
+    clf = UnlearnableClassifier(make_net(max_epochs=1), inverse="dense", chunk_size=7,
+                                curvature="empirical_fisher").fit(X[:50], y[:50])
+    assert clf.backend_.chunk_size == 7
+    sizes = []
+    flatten = TorchBackend._flatten
+
+    def spy(self, tree, lead):
+        sizes.append(next(iter(tree.values())).shape[0] if lead else None)
+        return flatten(self, tree, lead)
+
+    monkeypatch.setattr(TorchBackend, "_flatten", spy)
+    clf.backend_.per_sample_gradients(X[:20], y[:20])
+    assert sizes == [7, 7, 6]
+    sizes.clear()
+    UnlearnableClassifier.from_fitted(clf.estimator_, X[:20], y[:20], inverse="dense",
+                                      chunk_size=7, curvature="empirical_fisher")
+    assert sizes and max(sizes) == 7  # the curvature of from_fitted too
+    calls = []
+    monkeypatch.setattr(TorchBackend, "_flatten",
+                        lambda self, tree, lead: calls.append(lead) or flatten(self, tree, lead))
+    clf.forget(X[:16], y[:16])  # gradient_sum: one backward pass per chunk of 7
+    assert calls.count(0) == 3
+    # linear models accept (and ignore) the keyword
+    lr = UnlearnableClassifier(LogisticRegression(max_iter=200), chunk_size=7).fit(X, y)
+    assert lr.forget(X[:3], y[:3]).n_samples_ == len(X) - 3
+
+
+class CastMLP(MLP):
+    """An MLP that runs in its parameters' dtype (a bfloat16 net fed float32 rows)."""
+
+    def forward(self, x):
+        return super().forward(x.to(self.fc1.weight.dtype)).float()
+
+
+@pytest.mark.parametrize("curvature", ["empirical_fisher", "ggn"])
+def test_bfloat16_net_builds_curvature_in_float32(small, curvature):
+    X, y = small
+    torch.manual_seed(0)
+    net = make_net(CastMLP, max_epochs=2).fit(X, y)
+    net.module_.to(torch.bfloat16)
+    assert TorchBackend(net).dtype == torch.float32
+    assert TorchBackend(net, dtype=torch.float16).dtype == torch.float32
+    clf = UnlearnableClassifier.from_fitted(net, X, y, inverse="dense", curvature=curvature)
+    assert clf.backend_.dtype == torch.float32
+    theta = clf.backend_.get_parameters()
+    clf.forget(X[:5], y[:5]).forget(X[5:8], y[5:8])
+    after = clf.backend_.get_parameters()
+    assert bool(torch.isfinite(after).all()) and not torch.equal(after, theta)
+    assert next(clf.estimator_.module_.parameters()).dtype == torch.bfloat16

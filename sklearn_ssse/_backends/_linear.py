@@ -412,6 +412,9 @@ class LinearBackend(BaseBackend):
         Linear models always expose all their parameters; must be ``None``.
     dtype : None or "float64"
         Linear models work in float64.
+    chunk_size : int or None, default=None
+        Unused (the closed forms are vectorised over all rows); accepted so that every backend
+        takes the estimator's ``chunk_size``.
     """
 
     dtype = torch.float64
@@ -420,7 +423,7 @@ class LinearBackend(BaseBackend):
     certifiable = True
     public_numpy = True
 
-    def __init__(self, estimator, parameters=None, dtype=None):
+    def __init__(self, estimator, parameters=None, dtype=None, chunk_size=None):
         super().__init__(estimator)
         if parameters is not None:
             raise ValueError("parameters= selects torch parameters; linear models always use all "

@@ -70,6 +70,8 @@ __all__ = ["TorchBackend"]
 
 _LIKELIHOOD_CRITERIA = (torch.nn.NLLLoss, torch.nn.CrossEntropyLoss)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: dtypes without Cholesky / inverse kernels: the curvature is built in float32 instead
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -142,11 +144,15 @@ class TorchBackend(BaseBackend):
     dtype : None, "float32", "float64" or torch.dtype, default=None
         Precision of gradients, curvature and parameter vectors. ``None``: the module's parameter
         dtype (float32 for a default net). ``"float64"`` evaluates the network in double
-        precision (on copies of the parameters) for more accurate curvature.
-    chunk_size : int, default=256
+        precision (on copies of the parameters) for more accurate curvature. Half precision
+        (``float16``/``bfloat16`` parameters, or requested) is raised to ``float32``: the
+        curvature's factorisations have no half-precision kernels.
+    chunk_size : int or None, default=None
         Factor rows per vectorised evaluation: ``chunk_size`` samples for the empirical Fisher,
         ``chunk_size // n_classes`` samples (``n_classes`` rows each) for ``"ggn"``. Bounds the
         working memory at about ``2 * chunk_size * n_params`` numbers plus the activations.
+        ``None``: 256. :class:`~sklearn_ssse.UnlearnableClassifier` passes its own
+        ``chunk_size``.
 
     Attributes
     ----------
@@ -193,12 +199,12 @@ class TorchBackend(BaseBackend):
     DEFAULT_DAMPING: float = 1e-4
 
     def __init__(self, estimator, *, parameters: Sequence[str] | None = None,
-                 dtype: str | torch.dtype | None = None, chunk_size: int = 256):
+                 dtype: str | torch.dtype | None = None, chunk_size: int | None = None):
         super().__init__(estimator)
         if isinstance(parameters, str):
             parameters = [parameters]
         self.parameters = None if parameters is None else list(parameters)
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = 256 if chunk_size is None else int(chunk_size)
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size!r}")
         module = self._module
@@ -229,6 +235,8 @@ class TorchBackend(BaseBackend):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {dtype!r}")
         if not self.dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating point type, got {self.dtype}")
+        if self.dtype in _HALF_DTYPES:
+            self.dtype = torch.float32
         self.n_classes_ = len(estimator.classes_)
         self._nll = issubclass(_criterion_class(estimator.criterion), torch.nn.NLLLoss)
 
@@ -534,6 +542,44 @@ class TorchBackend(BaseBackend):
                     jac, lp = fn(params, xb)
                     rows = self._flatten(jac, 2)  # (b, C, d): grad of -log p(c|x)
                     yield rows.mul_(torch.exp(0.5 * lp).unsqueeze(-1))
+
+    def gradient_sum(self, X, y) -> torch.Tensor:
+        """``per_sample_gradients(X, y).sum(0)`` without the ``(n, n_params)`` matrix.
+
+        One batched backward pass of the summed loss per chunk of :attr:`chunk_size` samples (eval
+        mode, same loss convention, :attr:`dtype` and device as :meth:`per_sample_gradients`).
+
+        Parameters
+        ----------
+        X, y : array-like or torch.Tensor
+            Samples and their labels.
+
+        Returns
+        -------
+        g : torch.Tensor of shape (n_params,)
+        """
+        X, y = self._inputs(X, y)
+        total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
+        nll, dtype = self._nll, self.dtype
+        with self._eval_mode() as module:
+            params, const = self._state(module)
+
+            def loss(p, xb, yb):
+                out = functional_call(module, {**const, **p}, (xb,))
+                if isinstance(out, (tuple, list)):
+                    out = out[0]
+                out = out.reshape(xb.shape[0], -1)
+                if nll:  # skorch: NLLLoss on log(probabilities + eps)
+                    lp = torch.log(out + torch.finfo(out.dtype).eps).to(dtype)
+                else:
+                    lp = torch.log_softmax(out.to(dtype), dim=-1)
+                return -lp.gather(1, yb.reshape(-1, 1)).sum()
+
+            fn = grad(loss)
+            for a in range(0, X.shape[0], self.chunk_size):
+                total += self._flatten(fn(params, X[a:a + self.chunk_size],
+                                          y[a:a + self.chunk_size]), 0)
+        return total
 
     def per_sample_gradients(self, X, y) -> torch.Tensor:
         """Gradients of ``-log p(y_i|x_i)`` with respect to ``theta``.
