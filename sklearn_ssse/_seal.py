@@ -41,6 +41,7 @@ SEALED = ("_theta", "_theta_fit", "curvature_", "_damping", "inverse_", "config_
           "_curvature_sample", "erasure_log_", "parameters_checksum_", "sample_salt_",
           "sample_digests_", "sample_digest_counts_", "fit_mask_", "X_fit_", "y_fit_",
           "classes_", "_backend_kwargs", "n_features_in_", "preprocessor_")
+#: (and the class weights resolved at fit, kept on ``estimator_``: see _update_class_weights)
 #: leaves up to this size are hashed by value by :func:`fingerprint`; larger ones by identity
 _SMALL = 1 << 20
 
@@ -182,6 +183,15 @@ def _tensor_digest(t: torch.Tensor, memo: dict | None) -> bytes:
     return value
 
 
+def _update_class_weights(h, state: dict) -> None:
+    """The class weights a linear model was fitted with, resolved from its training labels
+    (``class_weight="balanced"``): part of the objective every later step uses, kept on the
+    fitted estimator."""
+    weights = getattr(state.get("estimator_"), "_ssse_class_weight", None)
+    if weights is not None:
+        _update(h, "estimator_._ssse_class_weight", np.asarray(weights))
+
+
 def digest(state: dict, key: bytes | None, memo: dict | None = None) -> str:
     """Hex SHA-256 (``key=None``) or HMAC-SHA256 of the sealed attributes present in
     ``state``, every array and tensor by its exact bytes, dtype and shape.
@@ -204,6 +214,7 @@ def digest(state: dict, key: bytes | None, memo: dict | None = None) -> str:
                         live[id(leaf)] = memo[id(leaf)]
                 else:
                     _update(h, path, leaf)
+    _update_class_weights(h, state)
     if memo is not None:  # keep only the tensors of the current state
         memo.clear()
         memo.update(live)
@@ -227,4 +238,5 @@ def fingerprint(state: dict) -> str:
                 h.update(f"{path}:{id(leaf)}:{leaf.ctypes.data}\0".encode())
             else:
                 _update(h, path, leaf)
+    _update_class_weights(h, state)
     return h.hexdigest()

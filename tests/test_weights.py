@@ -522,3 +522,20 @@ def test_scorers_reference_keeps_the_balanced_weights_of_the_fit(imbalanced):
                         cv=ForgetSplit(n_splits=2, forget_size=0.03, random_state=0))
     scores = res.cv_results["mean_test_score"]
     assert scores[0] == pytest.approx(-1.0) and scores[1] > -0.3
+
+
+def test_the_seal_covers_the_class_weights_of_the_fit(imbalanced):
+    import pickle
+
+    from sklearn_ssse import SealError
+
+    X, y = imbalanced[:2]
+    clf = UnlearnableClassifier(LogisticRegression(class_weight="balanced", tol=1e-10,
+                                                   max_iter=5000)).fit(X, y)
+    clf.forget(X[:3], y[:3])
+    back = pickle.loads(pickle.dumps(clf))
+    assert back.verify_seal()
+    weights = getattr(back.estimator_, CLASS_WEIGHT_ATTR)
+    setattr(back.estimator_, CLASS_WEIGHT_ATTR, weights * np.array([1.0, 2.0]))
+    with pytest.raises(SealError):
+        back.forget(X[3:6], y[3:6])  # the weights were rebound: checked before the step
