@@ -168,10 +168,15 @@ def _update(h, path: str, leaf) -> None:
     h.update(b"\0")
 
 
-def _tensor_digest(t: torch.Tensor, memo: dict | None) -> bytes:
-    """SHA-256 of a large tensor's bytes, remembered per tensor object while its storage and
-    version counter are unchanged (the memo holds the tensor, so its id cannot be reused)."""
-    tag = (t.data_ptr(), t._version, t.dtype, tuple(t.shape), tuple(t.stride()))
+def _large_digest(t, memo: dict | None) -> bytes:
+    """SHA-256 of a large tensor's or array's bytes, remembered per object while its storage
+    (and, for a tensor, its version counter) is unchanged; the memo holds the object, so its id
+    cannot be reused.  A remembered digest is never a blessing: the full verification (load,
+    ``verify_seal``) hashes without a memo, so content changed in place behind it is caught."""
+    if torch.is_tensor(t):
+        tag = (t.data_ptr(), t._version, t.dtype, tuple(t.shape), tuple(t.stride()))
+    else:
+        tag = (t.ctypes.data, t.dtype.str, t.shape, t.strides)
     hit = memo.get(id(t)) if memo is not None else None
     if hit is not None and hit[0] is t and hit[1] == tag:
         return hit[2]
@@ -196,26 +201,28 @@ def digest(state: dict, key: bytes | None, memo: dict | None = None) -> str:
     """Hex SHA-256 (``key=None``) or HMAC-SHA256 of the sealed attributes present in
     ``state``, every array and tensor by its exact bytes, dtype and shape.
 
-    Tensors over 1 MiB enter through their own SHA-256; with a ``memo`` (a dict kept by the
-    caller between seals) that digest is reused for the same tensor object while its storage
-    and version counter are unchanged, so resealing after a forget that kept the curvature
-    does not rehash it.  Full verification passes no memo.
+    Tensors and arrays over 1 MiB enter through their own SHA-256; with a ``memo`` (a dict
+    kept by the caller between seals) that digest is reused for the same object while its
+    storage (and a tensor's version counter) is unchanged, so resealing after a forget does
+    not rehash the curvature it kept or the training rows (``keep_training_data``).  Full
+    verification passes no memo.
     """
     h = hmac.new(key, digestmod=hashlib.sha256) if key is not None else hashlib.sha256()
-    h.update(b"sklearn_ssse-seal-v2\0")
+    h.update(b"sklearn_ssse-seal-v3\0")
     live = {}
     for name in SEALED:
         if name in state:
             for path, leaf in _leaves(state[name], name):
-                if torch.is_tensor(leaf) and leaf.nbytes > _SMALL:
-                    h.update(f"{path}:T{leaf.dtype}{tuple(leaf.shape)}:".encode())
-                    h.update(_tensor_digest(leaf, memo) + b"\0")
+                if (torch.is_tensor(leaf) or isinstance(leaf, np.ndarray)) \
+                        and leaf.nbytes > _SMALL and not getattr(leaf.dtype, "hasobject", False):
+                    h.update(f"{path}:L{leaf.dtype}{tuple(leaf.shape)}:".encode())
+                    h.update(_large_digest(leaf, memo) + b"\0")
                     if memo is not None:
                         live[id(leaf)] = memo[id(leaf)]
                 else:
                     _update(h, path, leaf)
     _update_class_weights(h, state)
-    if memo is not None:  # keep only the tensors of the current state
+    if memo is not None:  # keep only the large leaves of the current state
         memo.clear()
         memo.update(live)
     return h.hexdigest()
