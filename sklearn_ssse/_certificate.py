@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from ._data import array_chunks, is_dask, iter_data, validated_chunks
+from ._data import array_chunks, dask_row_aligned, is_dask, iter_data, validated_chunks
 
 __all__ = ["Certificate"]
 
@@ -157,16 +157,10 @@ def _dask_gradients(X, y, estimators, backend_cls, kwargs, n_features, classes, 
 
     if not is_dask(X):
         X = da.from_array(np.asarray(X), chunks=(max(1, len(X)),))
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D, got a dask array of shape {X.shape}")
-    if X.numblocks[1] != 1:
-        X = X.rechunk({1: -1})
+    X, y = dask_row_aligned(X, y)
     rows = X.chunks[0]
     if not is_dask(y):
-        y = da.from_array(np.asarray(y), chunks=(rows,) + ((-1,) if np.ndim(y) == 2 else ()))
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
-    y = y.rechunk({0: rows} if y.ndim == 1 else {0: rows, 1: -1})
+        y = da.from_array(y, chunks=(rows,) + ((-1,) if y.ndim == 2 else ()))
     part = dask.delayed(_block_gradients, pure=True)
     parts = [part(X.blocks[i], y.blocks[i], estimators, backend_cls, kwargs, n_features,
                   classes, pre) for i in range(len(rows))]
@@ -194,9 +188,8 @@ def absent_coordinates(clf, counts) -> np.ndarray:
     off (weights 0, intercept :data:`SUPPRESSED_INTERCEPT`: probability exactly 0, the model
     predicts like the retrained one) and left out of the certificate.
     """
-    out, offset = [], 0
-    for part, count in zip(clf.backend_.parts, counts):
-        size = part.n_rows * part.p1
+    out = []
+    for (offset, part), count in zip(_parts(clf), counts):
         absent = np.flatnonzero(count == 0)
         if absent.size:
             if part.n_rows == 1:
@@ -213,7 +206,6 @@ def absent_coordinates(clf, counts) -> np.ndarray:
                                  "retrain it instead")
             for c in absent:
                 out.extend(range(offset + c * part.p1, offset + (c + 1) * part.p1))
-        offset += size
     return np.asarray(out, dtype=np.int64)
 
 
@@ -231,10 +223,9 @@ def suppress(clf, theta, absent: np.ndarray) -> torch.Tensor:
 
 
 def _parts(clf):
-    offset = 0
-    for part in clf.backend_.parts:
-        yield offset, part
-        offset += part.n_rows * part.p1
+    """``(parameter offset, part)`` per output of the linear backend."""
+    backend = clf.backend_
+    return [(int(o), part) for o, part in zip(backend.offsets, backend.parts)]
 
 
 def invariant_directions(clf, absent: np.ndarray | None = None) -> np.ndarray:

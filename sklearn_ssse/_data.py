@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 from sklearn.utils import check_array
 
-__all__ = ["array_chunks", "is_dask", "iter_data", "rebuffer", "validated_chunks"]
+__all__ = ["array_chunks", "dask_row_aligned", "is_dask", "iter_data", "rebuffer",
+           "validated_chunks"]
 
 
 def is_dask(a) -> bool:
@@ -19,8 +20,9 @@ def is_dask(a) -> bool:
     return type(a).__module__.split(".")[0] == "dask" and hasattr(a, "compute")
 
 
-def _dask_chunks(X, y) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Row blocks of a dask ``X`` (and the matching rows of ``y``), computed one at a time."""
+def dask_row_aligned(X, y):
+    """A dask ``X`` in whole-row blocks, and ``y`` cut at the same rows (a dask ``y`` rechunked,
+    anything else as a numpy array), after checking their shapes agree."""
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D, got a dask array of shape {X.shape}")
     if X.numblocks[1] != 1:
@@ -34,6 +36,13 @@ def _dask_chunks(X, y) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         y = np.asarray(y)
         if len(y) != X.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)}")
+    return X, y
+
+
+def _dask_chunks(X, y) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Row blocks of a dask ``X`` (and the matching rows of ``y``), computed one at a time."""
+    X, y = dask_row_aligned(X, y)
+    rows = X.chunks[0]
     start = 0
     for i, size in enumerate(rows):
         Xb = np.asarray(X.blocks[i].compute())

@@ -772,26 +772,22 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """Validate ``(X, y)`` to the input dtype of ``backend_cls`` (selected once by the
         caller: at fit from ``estimator``, afterwards ``type(self.backend_)``).
 
-        With a Pipeline the raw rows go through its transformers first (fitted here when
-        ``reset``, the frozen ``preprocessor_`` afterwards; ``transformed``: rows already in
-        the model's input space, as the scorers hold them); the model's input is checked."""
+        With a Pipeline the model's input is the output of its transformers: at fit the caller
+        transforms and passes ``transformed=True``; afterwards raw rows go through the frozen
+        ``preprocessor_`` unless ``transformed`` (rows already in the model's input space, as
+        the scorers hold them)."""
         model = _final(self.estimator) if reset else self.estimator_
         multi = _is_multi_output(model)
-        pre = _preprocessing(self.estimator) if reset else self.__dict__.get("preprocessor_")
-        if pre is None:
+        pre = None if reset else self.__dict__.get("preprocessor_")
+        model_space = transformed if reset else pre is not None
+        if pre is not None and not transformed:
+            X = pre.transform(X)
+        if model_space:  # the raw rows were checked by the transformers
+            X, y = check_X_y(X, y, multi_output=multi, dtype=backend_cls.input_dtype,
+                             y_numeric=False)
+        else:
             X, y = validate_data(self, X, y, reset=reset, multi_output=multi,
                                  dtype=backend_cls.input_dtype, y_numeric=False)
-        else:
-            if transformed:
-                Xt = X
-            elif reset:
-                pre = clone(pre)
-                Xt = pre.fit_transform(X, y)
-                self._fitted_preprocessor = pre  # picked up by fit (not a fitted attribute yet)
-            else:
-                Xt = pre.transform(X)
-            X, y = check_X_y(Xt, y, multi_output=multi, dtype=backend_cls.input_dtype,
-                             y_numeric=False)
         if multi and y.ndim == 1:
             check_classification_targets(y)  # a continuous y: say so first
             raise ValueError(f"{type(model).__name__} needs a 2-D y (n_samples, "
@@ -843,9 +839,13 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if "sample_weight" in fit_params:
             raise TypeError("sample_weight is not supported: SSSE's curvature and step "
                             "assume unweighted samples")
-        n_raw = getattr(X, "shape", (None, None))
-        X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls)
-        pre = self.__dict__.pop("_fitted_preprocessor", None)
+        pre = _preprocessing(self.estimator)
+        if pre is not None:  # a Pipeline: its transformers are fitted once, then frozen
+            n_raw = getattr(X, "shape", (None, None))[1]
+            pre = clone(pre)
+            X = pre.fit_transform(X, y)
+        X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls,
+                                 transformed=pre is not None)
         for col in y.reshape(len(y), -1).T:
             _check_label_types(col)
         check_classification_targets(y)
@@ -857,7 +857,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.__dict__.pop("preprocessor_", None)  # from an earlier fit of a Pipeline
         else:
             self.preprocessor_ = pre
-            self.n_features_in_ = int(getattr(pre, "n_features_in_", n_raw[1]))
+            self.n_features_in_ = int(getattr(pre, "n_features_in_", n_raw))
             if hasattr(pre, "feature_names_in_"):
                 self.feature_names_in_ = pre.feature_names_in_
         return self._set_fitted_state(state, backend_cls, X, y)
@@ -1076,7 +1076,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 if self.keep_training_data:
                     raise ValueError("keep_training_data=True needs the training data in "
                                      "memory; pass X and y as arrays")
-                X, y = ((pre.transform(np.asarray(Xc)), yc) for Xc, yc in iter_data(X, y)), None
+                X, y = ((pre.transform(Xc), yc) for Xc, yc in iter_data(X, y)), None
             self.preprocessor_ = pre
         backend = backend_cls(est, parameters=self.parameters, dtype=self.dtype,
                               chunk_size=int(self.chunk_size))
@@ -1091,11 +1091,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                   n_features=n_features)
         digests = None
         if y is not None and not (is_dask(X) or is_dask(y)):
-            if pre is None:
-                X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls)
-            else:  # already transformed by the fitted Pipeline's steps
-                X, y = check_X_y(X, y, multi_output=_is_multi_output(estimator),
-                                 dtype=backend_cls.input_dtype, y_numeric=False)
+            # (a fitted Pipeline's rows were transformed above)
+            X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls,
+                                     transformed=pre is not None)
             check_classification_targets(y)
             for _ in check([(X, y)]):  # feature count and labels against the fitted model
                 pass
@@ -1150,10 +1148,40 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                "parameters_checksum_, so the cached curvature does not belong to "
                                "them. Nothing was changed; call fit again")
 
-    def _check_forget_input(self, X, y, transformed: bool = False):
-        check_is_fitted(self)
+    def _check_state(self) -> None:
+        """Before any change: the sealed state is intact and the wrapped model's parameters are
+        those the cached curvature belongs to."""
         self._verify_seal(full=False)
         self._check_parameters_unchanged()
+
+    def _write_parameters(self, theta: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Write ``theta`` into the wrapped model and check it arrived: ``(written, checksum)``.
+
+        A failure here is rolled back by the caller's ``@_restore_on_error`` (it puts the
+        previous parameters back)."""
+        try:
+            self.backend_.set_parameters(theta)
+        except ValueError as exc:
+            if "read-only" not in str(exc):
+                raise
+            raise ValueError(
+                "the wrapped model's parameters are read-only, as after "
+                "joblib.load(path, mmap_mode='r'): updating them writes in place. Load the model "
+                "writable (joblib.load(path) or mmap_mode='c', copy-on-write); nothing was "
+                "changed") from exc
+        written = self.backend_.get_parameters()
+        checksum = _parameters_checksum(written)
+        if _parameters_checksum(self._live_parameters()) != checksum:
+            raise RuntimeError("the new parameters did not reach the wrapped estimator "
+                               "(estimator_ was replaced or refitted outside the meta-estimator); "
+                               "nothing was changed: call fit again")
+        if not bool(torch.isfinite(written).all()):
+            raise FloatingPointError("the updated parameters are not finite; nothing was changed")
+        return written, checksum
+
+    def _check_forget_input(self, X, y, transformed: bool = False):
+        check_is_fitted(self)
+        self._check_state()
         X, y = self._validate_Xy(X, y, reset=False, backend_cls=type(self.backend_),
                                  transformed=transformed)
         k = X.shape[0]
@@ -1409,24 +1437,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         # 3. commit the parameters (any failure from here on, or in a temporary write above,
         # is rolled back by @_restore_on_error, which puts theta_old back)
-        try:
-            self.backend_.set_parameters(theta)
-        except ValueError as exc:
-            if "read-only" not in str(exc):
-                raise
-            raise ValueError(
-                "the wrapped model's parameters are read-only, as after "
-                "joblib.load(path, mmap_mode='r'): forget() writes them in place. Load the model "
-                "writable (joblib.load(path) or mmap_mode='c', copy-on-write); nothing was "
-                "changed") from exc
-        written = self.backend_.get_parameters()
-        checksum = _parameters_checksum(written)
-        if _parameters_checksum(self._live_parameters()) != checksum:
-            raise RuntimeError("the new parameters did not reach the wrapped estimator "
-                               "(estimator_ was replaced or refitted outside forget()); "
-                               "nothing was changed: call fit again")
-        if not bool(torch.isfinite(written).all()):
-            raise FloatingPointError("the updated parameters are not finite; nothing was changed")
+        written, checksum = self._write_parameters(theta)
         after = _set_diagnostics(self.estimator_, X, y, classes)
 
         # 4. the record and the bookkeeping (plain assignments, cannot fail halfway)
@@ -1479,8 +1490,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise TypeError(f"certify() and refine() need a convex model with a closed-form "
                             f"objective (the scikit-learn linear models); "
                             f"{type(self.estimator_).__name__} is not one")
-        self._verify_seal(full=False)
-        self._check_parameters_unchanged()
+        self._check_state()
 
     def _log_event(self, entry: dict) -> None:
         entry = {"event": entry.pop("event"), "time": datetime.now(timezone.utc).isoformat(),
@@ -1598,12 +1608,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                    "the remaining training rows?); nothing was changed")
             theta, cert, grad, steps = cand, new, new_grad, steps + 1
         checksum_before = self.parameters_checksum_
-        self.backend_.set_parameters(theta)
-        written = self.backend_.get_parameters()
-        checksum = _parameters_checksum(written)
-        if _parameters_checksum(self._live_parameters()) != checksum:
-            raise RuntimeError("the new parameters did not reach the wrapped estimator; "
-                               "nothing was changed: call fit again")
+        written, checksum = self._write_parameters(theta)
         self._log_event({"event": "refine", "certificate_before": before.to_dict(),
                          "certificate_after": cert.to_dict(), "newton_steps": steps,
                          "data_passes": passes, "tol": float(tol),

@@ -130,3 +130,21 @@ def test_a_refit_without_a_pipeline_drops_the_preprocessing(wine):
     assert not hasattr(clf, "preprocessor_")
     np.testing.assert_array_equal(clf.predict(Xs),
                                   LogisticRegression(**LR).fit(Xs, y).predict(Xs))
+
+
+def test_from_fitted_streams_dataframe_chunks_through_a_column_transformer(wine):
+    """Streamed chunks reach the frozen transformers as they are (DataFrames keep their
+    column names, which a ColumnTransformer selects by)."""
+    X, y = wine
+    df = pd.DataFrame(X[:, :4], columns=list("abcd"))
+    df["colour"] = np.random.default_rng(1).choice(["red", "white"], len(df))
+    pre = ColumnTransformer([("num", StandardScaler(), list("abcd")),
+                             ("cat", OneHotEncoder(sparse_output=False), ["colour"])])
+    fitted = make_pipeline(pre, LogisticRegression(**LR)).fit(df, y)
+    chunks = [(df.iloc[i:i + 60], y[i:i + 60]) for i in range(0, len(df), 60)]
+    streamed = UnlearnableClassifier.from_fitted(fitted, chunks)
+    in_memory = UnlearnableClassifier.from_fitted(fitted, df, y)
+    for clf in (streamed, in_memory):
+        clf.forget(df.iloc[:4], y[:4])
+    np.testing.assert_allclose(streamed.get_parameters(), in_memory.get_parameters(),
+                               atol=1e-9)

@@ -88,11 +88,7 @@ class _ModelMeasures:
 
     def _compute(self, estimator, X, y, epsilons) -> dict:
         self.progress.update()  # the fit is done
-        clf, _ = _unwrap(estimator, X[:1])
-        X_test = estimator[:-1].transform(self.X_test) if isinstance(estimator, Pipeline) and \
-            len(estimator) > 1 else self.X_test
-        if getattr(clf, "preprocessor_", None) is not None:  # it wraps a Pipeline
-            X_test = clf.preprocessor_.transform(X_test)
+        clf, X_test = _unwrap(estimator, self.X_test)  # in the model's input space
         X_H, y_H = X_test[self.heldout], self.y_test[self.heldout]
         self.progress.set_description(f"erasure direction (k={len(y)})")
         digest = _training_index(clf.X_fit_, clf.y_fit_)[1]  # memoised: not in the timing
