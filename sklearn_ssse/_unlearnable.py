@@ -841,7 +841,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                             "assume unweighted samples")
         pre = _preprocessing(self.estimator)
         if pre is not None:  # a Pipeline: its transformers are fitted once, then frozen
-            n_raw = getattr(X, "shape", (None, None))[1]
+            shape = getattr(X, "shape", ())  # (the raw rows need not be an array)
+            n_raw = shape[1] if len(shape) == 2 else None
             pre = clone(pre)
             X = pre.fit_transform(X, y)
         X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls,
