@@ -333,10 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--curvature", choices=["ggn", "empirical_fisher"], default="ggn",
                    help="ggn: the exact Hessian for logistic regression (default); "
                    "empirical_fisher: the paper's mean outer product of gradients")
-    g.add_argument("--inverse", default="auto",
-                   choices=["auto", "dense", "ekfac", "block", "woodbury", "sherman_morrison"],
-                   help="how F^-1 is held (default: auto = dense up to 4096 parameters per "
-                   "block, else block-diagonal, else low-rank woodbury)")
+    from ._curvature._registry import auto_order, choices
+
+    g.add_argument("--inverse", default="auto", choices=list(choices()),
+                   help="how F^-1 is held (default: auto = the first of "
+                   f"{', '.join(auto_order())} that fits the estimator's 2 GiB memory budget)")
     g.add_argument("--damping", default="auto", metavar="LAMBDA",
                    help="'auto' (the model's own L2 penalty 1/(C n)) or a number (default: auto)")
     g.add_argument("--fisher-batch-size", type=int, default=1, metavar="B",

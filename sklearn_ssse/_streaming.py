@@ -5,13 +5,11 @@ validation are in :mod:`sklearn_ssse._data`.)
 
 The curvature's data term is a sum over samples, so it can be accumulated chunk by chunk with
 bounded memory: the training data may be a numpy array, a dask array (read block by block) or any
-iterable of ``(X, y)`` chunks, and is never concatenated.  One pass suffices for every option
-but ``inverse="ekfac"``:
+iterable of ``(X, y)`` chunks, and is never concatenated.  This module holds the one-pass
+accumulation shared by the kinds built from factor rows (``dense``, ``block``, ``woodbury``,
+``sherman_morrison``; the kinds with several passes, such as ``ekfac``, are in
+:mod:`sklearn_ssse._curvature`):
 
-* ``inverse="ekfac"`` (linear models) reads the data twice (the eigenbasis of its Kronecker
-  factors, then the eigenvalues in it) and keeps ``O(K^2 + p^2)`` numbers per output; a
-  one-shot stream (a generator) is held in memory between the passes (in-memory arrays as
-  views of the caller's rows);
 * ``inverse="dense"`` / ``"block"`` keep one Gram matrix per block (``O(d^2)``); the linear
   backend's closed-form :meth:`~sklearn_ssse._backends.LinearBackend.curvature_gram` replaces the
   factor rows when mini-batches are off (``fisher_batch_size=1``), on chunks of at least
@@ -43,14 +41,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from ._curvature import (
-    REFACTOR_RATIO,
-    BlockDiagonal,
-    CurvatureOperator,
-    KroneckerBuilder,
-    KroneckerEigen,
-    OperatorBuilder,
-)
+from ._curvature import REFACTOR_RATIO, CurvatureOperator, OperatorBuilder
 from ._data import rebuffer
 from ._rows import multiset, multiset_remove, new_salt, row_digests
 
@@ -142,7 +133,7 @@ def factor_rows(backend, X, y, curvature: str, label_salt: bytes | None = None) 
     return backend.curvature_rows(X, y, curvature)
 
 
-def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str, damping,
+def accumulate_curvature(backend, chunks: Iterable, *, form: str, curvature: str, damping,
                          blocks=None, block_size=None, fisher_batch_size: int = 1,
                          fisher_max_samples: int | None = None, chunk_size: int = 512,
                          random_state=None, label_salt: bytes | None = None,
@@ -155,9 +146,10 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
         The fitted model's backend (gradients / curvature factors at its current parameters).
     chunks : iterable of (X_chunk, y_chunk)
         Validated training chunks, read once.
-    kind : {"dense", "block", "ekfac", "woodbury", "sherman_morrison"}
-        The resolved inverse (``"ekfac"``: two passes over ``chunks``, see the module
-        docstring; ``fisher_max_samples`` does not apply, every sample is used).
+    form : {"dense", "woodbury", "sherman_morrison"}
+        How the :class:`~sklearn_ssse._curvature.OperatorBuilder` holds the matrix (the
+        ``inverse`` kinds built from factor rows pass theirs, see
+        :mod:`sklearn_ssse._curvature._factor_rows`).
     curvature : {"empirical_fisher", "ggn"}
         Which curvature.
     damping : callable
@@ -191,11 +183,8 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
         their weight (``salt``, ``digests``, ``counts``, ``scale``), so that
         :func:`downdate_curvature` removes exactly the sampled rows that are later forgotten.
     """
-    if kind == "ekfac":
-        return _accumulate_kronecker(backend, chunks, curvature=curvature, damping=damping,
-                                     chunk_size=chunk_size)
     rng = check_random_state(random_state)
-    builder = OperatorBuilder(kind, backend.n_params, backend.dtype, backend.device,
+    builder = OperatorBuilder(form, backend.n_params, backend.dtype, backend.device,
                               blocks=blocks, block_size=block_size)
     b = int(fisher_batch_size)
     use_gram = (USE_GRAM_HOOK and b == 1 and builder.accepts_grams
@@ -253,62 +242,6 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
     op = builder.finalize(n, lam, scale=n / n_used, diagonal=diagonal)
     return {"curvature": op, "damping": lam, "n": n, "n_curvature_samples": n_used,
             "sample": sample, "label_salt": label_salt}
-
-
-def _accumulate_kronecker(backend, chunks: Iterable, *, curvature: str, damping,
-                          chunk_size: int) -> dict:
-    """:func:`accumulate_curvature` for ``kind="ekfac"``: two passes over the data (the
-    eigenbasis of the Kronecker factors, then the exact eigenvalues in it).  A re-iterable
-    ``chunks`` (a list) is read twice; a one-shot stream (a generator) is held in memory between
-    the passes (in-memory arrays are held as views of the caller's rows)."""
-    blocks = backend.kronecker_blocks
-    builders = [KroneckerBuilder(K, p, backend.dtype, backend.device) for _, K, p in blocks]
-    if iter(chunks) is chunks:
-        chunks = list(rebuffer(chunks, chunk_size))
-    n = 0
-    for Xc, yc in rebuffer(chunks, chunk_size):
-        n += len(Xc)
-        for b, (Xa, A) in zip(builders, backend.kronecker_terms(Xc, yc, curvature)):
-            b.add_factors(Xa, A)
-    if n == 0:
-        raise ValueError("the training data is empty")
-    for b in builders:
-        b.freeze()
-    for Xc, yc in rebuffer(chunks, chunk_size):
-        for b, (Xa, A) in zip(builders, backend.kronecker_terms(Xc, yc, curvature)):
-            b.add_diagonal(Xa, A)
-    lam = damping(n)
-    ops = [b.finalize(n, lam[s]) for b, (s, _, _) in zip(builders, blocks)]
-    op = ops[0] if len(ops) == 1 else BlockDiagonal([s for s, _, _ in blocks], ops, n)
-    return {"curvature": op, "damping": lam, "n": n, "n_curvature_samples": n,
-            "sample": None, "label_salt": None}
-
-
-def _kronecker_ops(op: CurvatureOperator) -> list[KroneckerEigen] | None:
-    """The EK-FAC operators of ``op`` (one per output), or ``None`` if it is not one."""
-    if isinstance(op, KroneckerEigen):
-        return [op]
-    if isinstance(op, BlockDiagonal) and all(isinstance(o, KroneckerEigen) for o in op.ops):
-        return list(op.ops)
-    return None
-
-
-def _downdate_kronecker(op, ops, backend, X, y, curvature, chunk_size):
-    """Remove the erased samples' share of the EK-FAC eigenvalues, from their Kronecker terms
-    (no factor rows), chunk by chunk."""
-    k = len(X)
-    terms = [torch.zeros_like(o.s_data) for o in ops]
-    builders = []
-    for o in ops:
-        b = KroneckerBuilder(*o.shape, o.dtype, o.device)
-        b.QG, b.QA = o.QG, o.QA
-        builders.append(b)
-    for a in range(0, k, chunk_size):
-        parts = backend.kronecker_terms(X[a:a + chunk_size], y[a:a + chunk_size], curvature)
-        for t, b, (Xa, A) in zip(terms, builders, parts):
-            t.add_(b.eigen_terms(Xa, A))
-    new = [o.remove_eigen_terms(t, k) for o, t in zip(ops, terms)]
-    return new[0] if isinstance(op, KroneckerEigen) else BlockDiagonal(op.slices, new, op.n - k)
 
 
 @contextlib.contextmanager
@@ -371,11 +304,6 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
         scale = sample["scale"]
     if len(X) == 0:
         return op._with_n(op.n - k), sample
-    kron = _kronecker_ops(op)
-    if kron is not None and backend.kronecker_blocks is not None:
-        # EK-FAC: the erased samples' share of the eigenvalues, from their Kronecker terms
-        # (no factor rows formed)
-        return _downdate_kronecker(op, kron, backend, X, y, curvature, chunk_size), sample
     slices = op.gram_slices
     if (USE_GRAM_HOOK and slices is not None and hasattr(backend, "curvature_gram")
             and label_salt is None

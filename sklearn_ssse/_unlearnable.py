@@ -6,7 +6,6 @@ import functools
 import hashlib
 import hmac
 import math
-import re
 import threading
 import time
 import warnings
@@ -28,44 +27,13 @@ from sklearn.utils.validation import check_is_fitted, check_memory, check_X_y, v
 from ._backends import BACKENDS, select_backend
 from ._certificate import Certificate, certificate, suppress
 from ._config import FitConfig
+from ._curvature._registry import choices as _inverse_choices
+from ._curvature._registry import kind_for, parse_bytes, resolve_inverse
 from ._data import array_chunks, is_dask, iter_data, validated_chunks
 from ._persistence import from_portable, to_portable
 from ._rows import RowIndex, multiset, multiset_remove, new_salt, row_digests
 from ._seal import SealError, current_key, digest, fingerprint
-from ._streaming import accumulate_curvature, downdate_curvature, parameters_at
-
-#: default of ``memory_budget``: what ``inverse="auto"`` may spend on the curvature (bytes)
-DEFAULT_MEMORY_BUDGET = 2 * 2**30
-#: rank (samples) of ``inverse="woodbury"`` when ``fisher_max_samples`` is not given
-WOODBURY_DEFAULT_SAMPLES = 1024
-#: damping of unpenalised parameters (intercepts), relative to the largest penalty of the model
-AUTO_INTERCEPT_DAMPING = 1e-6
-#: low-rank inverse of a linear model: diagonal base = the exact diagonal of the curvature (tests
-#: switch it off to compare the low-rank algebra with a rows-only oracle)
-WOODBURY_EXACT_DIAGONAL = True
-#: the kinds ``inverse="auto"`` tries, most faithful first
-AUTO_ORDER = ("dense", "block", "ekfac", "woodbury")
-
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def _parse_bytes(budget) -> int:
-    """A memory size in bytes from an int or a string such as ``"2GB"`` or ``"512 MiB"``."""
-    if isinstance(budget, str):
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", budget)
-        if m is None or m.group(2).upper() not in _UNITS:
-            raise ValueError(f"memory_budget must be a number of bytes or a string such as "
-                             f"'2GB' or '512MiB', got {budget!r}")
-        return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-    return int(budget)
-
-
-def _format_bytes(b: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if b >= size:
-            return f"{b / size:.3g} {unit}"
-    return f"{int(b)} B"
+from ._streaming import parameters_at
 
 
 class UnverifiedSealWarning(UserWarning):
@@ -250,152 +218,11 @@ def _stateful_steps(pre) -> list[str]:
             if step not in (None, "passthrough") and get_tags(step).requires_fit]
 
 
-def _block_widths(kind: str, backend, block_size: int | None) -> list[int]:
-    d = backend.n_params
-    blocks = backend.blocks or [slice(0, d)]
-    if kind == "block":
-        if block_size is not None:
-            return [min(block_size, s.stop - a) for s in blocks
-                    for a in range(s.start, s.stop, block_size)]
-        blocks = backend.natural_blocks or blocks
-    return [s.stop - s.start for s in blocks]
-
-
-def estimate_memory(kind: str, backend, config: dict, n: int | None = None) -> int:
-    """Estimated peak bytes of building the inverse curvature ``kind`` for a fitted backend.
-
-    ``dense`` / ``block``: a Gram matrix and its Cholesky factor per block (``2 sum b^2``
-    numbers). ``woodbury``: about four copies of the ``m x d`` factor rows (accumulated,
-    concatenated, scaled, solved) plus the ``m x m`` system per block, with ``m`` rows (one per
-    sampled sample: the GGN rows are drawn, see ``ggn_sample_rows``). ``sherman_morrison``: the
-    explicit ``d x d`` inverses plus the rows (``q`` per sample). ``ekfac``: per output (``K``
-    classes, ``p`` inputs) the input factor, its eigenvectors and the eigensolver's workspace
-    (``3 p^2``), the small ``K x K`` matrices, the ``K x p`` eigenvalues and one chunk's terms.
-
-    Parameters
-    ----------
-    kind : {"dense", "ekfac", "block", "woodbury", "sherman_morrison"}
-        The inverse.
-    backend : BaseBackend
-        The fitted model's backend.
-    config : dict
-        ``curvature``, ``block_size``, ``fisher_max_samples``, ``fisher_batch_size``.
-    n : int, optional
-        Training samples, when known.
-
-    Returns
-    -------
-    int
-        Bytes.
-    """
-    item = torch.empty((), dtype=backend.dtype).element_size()
-    d = backend.n_params
-    if kind == "ekfac":
-        blocks = backend.kronecker_blocks
-        if blocks is None:
-            raise ValueError(f"inverse='ekfac' needs a curvature with a Kronecker structure; "
-                             f"{type(backend).__name__} has none")
-        c = int(config.get("chunk_size", 512))
-        return sum(3 * p * p + 2 * K * K + 3 * K * p + c * (2 * p + K * K + K)
-                   for _, K, p in blocks) * item
-    widths = _block_widths(kind, backend, config.get("block_size"))
-    if kind in ("dense", "block"):
-        return 2 * sum(b * b for b in widths) * item
-    m = config.get("fisher_max_samples")
-    if m is None and kind == "woodbury":
-        m = WOODBURY_DEFAULT_SAMPLES
-    if m is None or (n is not None and m > n):
-        m = n if n is not None else m
-    m = -(-int(m or 1) // int(config.get("fisher_batch_size", 1)))  # mini-batch terms
-    if kind == "woodbury":
-        return (4 * m * d + len(widths) * m * m) * item
-    q = backend.factor_rows_per_sample(config["curvature"])
-    return (sum(b * b for b in widths) + 2 * m * q * d) * item
-
-
-def _resolve_inverse(config: dict, backend, n: int | None) -> tuple[str, int]:
-    """The inverse kind (``"auto"`` resolved by the memory budget) and its estimated memory;
-    refuses, before any work, a kind whose estimate exceeds the budget."""
-    budget = _parse_bytes(config["memory_budget"])
-    inverse = config["inverse"]
-    # backends whose curvature has a Kronecker structure expose it (the linear backend)
-    kron = backend.kronecker_blocks is not None
-    if inverse == "ekfac" and not kron:
-        raise ValueError(f"inverse='ekfac' needs a curvature with a Kronecker structure (the "
-                         f"linear models' backend); {type(backend).__name__} has none: use "
-                         "'dense', 'block' or 'woodbury'")
-    if inverse == "ekfac" and int(config.get("fisher_batch_size", 1)) > 1:
-        raise ValueError("inverse='ekfac' needs fisher_batch_size=1 (it re-fits its eigenvalues "
-                         "from every sample's own terms)")
-    if inverse != "auto":
-        need = estimate_memory(inverse, backend, config, n)
-        if need > budget:
-            raise ValueError(
-                f"inverse={inverse!r} for {backend.n_params} parameters needs about "
-                f"{_format_bytes(need)}, over memory_budget={_format_bytes(budget)}: raise "
-                "memory_budget, or use inverse='auto' (or a smaller fisher_max_samples / "
-                "block_size)")
-        return inverse, need
-    tried, needs = [], []
-    # the sampled low-rank inverse of a softmax model lands further from retraining than not
-    # forgetting at all (benchmarks/results/fidelity.md): where the coupled EK-FAC exists,
-    # auto never falls back to it
-    unfaithful = ("woodbury",) if (
-        kron and config.get("curvature") == "ggn"
-        and backend.factor_rows_per_sample("ggn") > 1) else ()
-    # most faithful first, as measured (benchmarks/results/fidelity.md): the per-class blocks
-    # land closer than the coupled EK-FAC, which needs less memory
-    for kind in AUTO_ORDER:
-        if kind == "block" and _block_widths("block", backend, config.get("block_size")) == \
-                _block_widths("dense", backend, None):
-            continue  # no finer blocks than the dense kind's
-        if (kind == "ekfac" and not kron) or kind in unfaithful:
-            continue
-        if kind == "ekfac" and int(config.get("fisher_batch_size", 1)) > 1:
-            continue
-        need = estimate_memory(kind, backend, config, n)
-        if need <= budget:
-            return kind, need
-        tried.append(f"{kind} {_format_bytes(need)}")
-        needs.append(need)
-    if unfaithful:
-        raise ValueError(
-            f"no faithful inverse fits memory_budget={_format_bytes(budget)} for "
-            f"{backend.n_params} parameters (estimated: {', '.join(tried)}); "
-            f"memory_budget={_format_bytes(min(needs))} would allow one. inverse='auto' does "
-            "not fall back to 'woodbury' for a softmax model: its sampled curvature lands "
-            "further from the retrained model than not forgetting at all (pass "
-            "inverse='woodbury' explicitly to use it anyway)")
-    raise ValueError(f"no inverse fits memory_budget={_format_bytes(budget)} for "
-                     f"{backend.n_params} parameters (estimated: {', '.join(tried)}); raise "
-                     "memory_budget or lower fisher_max_samples")
-
-
-
-def _floor_damping(damping: torch.Tensor, kind: str) -> torch.Tensor:
-    """Give unpenalised parameters (intercepts) a damping.
-
-    The data term alone can be singular on them (the softmax intercepts sum to a free constant),
-    so they get ``AUTO_INTERCEPT_DAMPING`` times the largest damping of the model; the operators
-    that start from ``diag(damping)^-1`` (woodbury, sherman_morrison) get the largest damping
-    itself, which keeps their base well conditioned.
-    """
-    if not bool(torch.any(damping == 0)):
-        return damping
-    top = damping.max()
-    if not bool(top > 0):
-        if kind in ("woodbury", "sherman_morrison"):
-            raise ValueError(f"inverse={kind!r} needs a positive damping; the model has no L2 "
-                             "penalty, so pass damping=<float> > 0")
-        return damping
-    floor = top if kind in ("woodbury", "sherman_morrison") else top * AUTO_INTERCEPT_DAMPING
-    return torch.where(damping > 0, damping, floor)
-
-
 def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
     """Inverse curvature of the backend's fitted model, in one pass over a stream of training
-    chunks (shared by ``fit`` and ``from_fitted``; see :mod:`sklearn_ssse._streaming`)."""
-    kind, need = _resolve_inverse(config, backend, n_known)
+    chunks (shared by ``fit`` and ``from_fitted``): the kind comes from the registry
+    (:mod:`sklearn_ssse._curvature._registry`), which checks it and its memory before any work."""
+    kind, need = resolve_inverse(config, backend, n_known)
     d = backend.n_params
 
     def damping(n):
@@ -404,29 +231,11 @@ def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
         else:
             lam = torch.full((d,), float(config["damping"]), dtype=backend.dtype,
                              device=backend.device)
-        return _floor_damping(lam, kind)
+        return kind.floor_damping(lam)
 
     damping(n_known or 1)  # a missing damping fails before the data is read
-    max_samples = config["fisher_max_samples"]
-    if max_samples is None and kind == "woodbury":
-        max_samples = WOODBURY_DEFAULT_SAMPLES
-    if max_samples is not None and n_known is not None and max_samples >= n_known:
-        max_samples = None  # every sample is used: nothing to draw
-    blocks = backend.blocks
-    if kind == "block" and config["block_size"] is None:
-        blocks = backend.natural_blocks or blocks  # e.g. one block per class / layer
-    low_rank = kind == "woodbury"
-    # the low-rank kind keeps one row per sample: GGN rows at labels drawn from p(.|x)
-    sampled = (low_rank and config["curvature"] == "ggn"
-               and backend.factor_rows_per_sample("ggn") > 1)
-    exact_diagonal = low_rank and WOODBURY_EXACT_DIAGONAL and config["fisher_batch_size"] == 1
-    state = accumulate_curvature(
-        backend, chunks, kind=kind, curvature=config["curvature"], damping=damping,
-        blocks=blocks, block_size=config["block_size"] if kind == "block" else None,
-        fisher_batch_size=config["fisher_batch_size"], fisher_max_samples=max_samples,
-        chunk_size=config["chunk_size"], random_state=rng,
-        label_salt=rng.bytes(16) if sampled else None, exact_diagonal=exact_diagonal)
-    state["inverse"] = kind
+    state = kind.build(backend, chunks, config, damping, rng, n_known=n_known)
+    state["inverse"] = kind.name
     state["estimated_memory"] = need
     return state
 
@@ -679,10 +488,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     array([0, 0, 0])
     """
 
-    #: accepted values of the string-valued parameters
+    #: accepted values of the string-valued parameters (``inverse``: the registry's kinds, read
+    #: when the parameters are validated, see :mod:`sklearn_ssse._curvature._registry`)
     _CHOICES: dict = {
         "curvature": ("empirical_fisher", "ggn"),
-        "inverse": ("auto", "dense", "ekfac", "block", "woodbury", "sherman_morrison"),
+        "inverse": _inverse_choices,
         "step": ("auto", "leave_out", "full"),
         "dtype": ("float32", "float64", None),
         "on_untracked": ("error", "warn"),
@@ -706,6 +516,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if not hasattr(self.estimator, "fit"):
             raise bad("estimator", "an estimator with a 'fit' method")
         for name, options in self._CHOICES.items():
+            options = options() if callable(options) else options
             if getattr(self, name) not in options:
                 raise bad(name, "one of " + ", ".join(map(repr, options)))
         number("epsilon")
@@ -808,7 +619,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return FitConfig(curvature=self.curvature, inverse=state["inverse"], step=step,
                          update_curvature=bool(update), fisher_batch_size=b,
                          chunk_size=int(self.chunk_size),
-                         memory_budget=_parse_bytes(self.memory_budget),
+                         memory_budget=parse_bytes(self.memory_budget),
                          estimated_memory=int(state.get("estimated_memory", 0)))
 
     @_restore_on_error
@@ -867,7 +678,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """Checks of the parameters beyond ``_parameter_constraints`` (fit and from_fitted)."""
         if not math.isfinite(self.epsilon):
             raise ValueError(f"epsilon must be finite, got {self.epsilon}")
-        _parse_bytes(self.memory_budget)
+        parse_bytes(self.memory_budget)
         mixed = ("a mini-batch curvature term mixes an erased sample with others, so its terms "
                  "cannot be removed exactly")
         if (self.update_curvature != "auto" and bool(self.update_curvature)
@@ -1217,11 +1028,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _downdate(self, X, y):
         """The cached curvature without the terms of ``(X, y)``, taken at ``theta_fit_`` (the
         parameters it was built at), and its sampled-row record."""
+        config = self.config_.to_dict()
+        kind = kind_for(config["inverse"], self.backend_, config)
+        state = {"sample": getattr(self, "_curvature_sample", None),
+                 "label_salt": getattr(self, "_label_salt", None)}
         with parameters_at(self.backend_, self._theta_fit):
-            return downdate_curvature(
-                self.curvature_, getattr(self, "_curvature_sample", None), self.backend_, X, y,
-                curvature=self.config_.curvature, chunk_size=self.config_.chunk_size,
-                label_salt=getattr(self, "_label_salt", None))
+            return kind.downdate(self.curvature_, state, self.backend_, X, y, config)
 
     def _erasure(self, X, y, keep_curvature: bool = False):
         """``(delta, g, curvature, record)``: the displacement of an erasure at epsilon=1 (no

@@ -18,7 +18,7 @@ from sklearn_ssse._curvature import (
     KroneckerEigen,
     LowRankCorrected,
 )
-from sklearn_ssse._unlearnable import _resolve_inverse, estimate_memory
+from sklearn_ssse._curvature._registry import estimate_memory, resolve_inverse
 
 LR = LogisticRegression(C=1.0, tol=1e-10, max_iter=10000)
 
@@ -268,11 +268,11 @@ def test_ekfac_is_refused_without_a_kronecker_structure():
     config = {"inverse": "ekfac", "memory_budget": "2GiB", "curvature": "ggn",
               "fisher_batch_size": 1, "block_size": None, "fisher_max_samples": None}
     with pytest.raises(ValueError, match="inverse='ekfac' needs a curvature with a Kronecker"):
-        _resolve_inverse(config, NoKronecker(), 100)
+        resolve_inverse(config, NoKronecker(), 100)
     X, y = _data(load_wine)
     clf = UnlearnableClassifier(LR).fit(X, y)
     with pytest.raises(ValueError, match="needs fisher_batch_size=1"):
-        _resolve_inverse(dict(config, fisher_batch_size=4), clf.backend_, len(X))
+        resolve_inverse(dict(config, fisher_batch_size=4), clf.backend_, len(X))
 
 
 def test_explicit_ekfac_forgets_and_round_trips():

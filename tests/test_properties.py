@@ -34,7 +34,8 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 
-from sklearn_ssse import UnlearnableClassifier, _unlearnable
+from sklearn_ssse import UnlearnableClassifier
+from sklearn_ssse._curvature import _lowrank
 
 #: examples per property; raise it (e.g. SSSE_HYPOTHESIS_EXAMPLES=500) for a deeper search
 MAX_EXAMPLES = int(os.environ.get("SSSE_HYPOTHESIS_EXAMPLES", "12"))
@@ -76,12 +77,12 @@ def problems(draw):
 def _refit_rows_only(clf, X, y, **params):
     """A refit with ``params``; the low-rank kind without its exact-diagonal base (a second
     source of curvature these algebraic properties do not model)."""
-    saved = _unlearnable.WOODBURY_EXACT_DIAGONAL
-    _unlearnable.WOODBURY_EXACT_DIAGONAL = False
+    saved = _lowrank.EXACT_DIAGONAL
+    _lowrank.EXACT_DIAGONAL = False
     try:
         return clone(clf).set_params(**params).fit(X, y)
     finally:
-        _unlearnable.WOODBURY_EXACT_DIAGONAL = saved
+        _lowrank.EXACT_DIAGONAL = saved
 
 
 def _subset(draw, n, low=1, high=None):

@@ -11,9 +11,9 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.multioutput import MultiOutputClassifier
 
-from sklearn_ssse import UnlearnableClassifier, _streaming, _unlearnable
+from sklearn_ssse import UnlearnableClassifier, _streaming
 from sklearn_ssse._backends import LinearBackend
-from sklearn_ssse._curvature import BlockDiagonal
+from sklearn_ssse._curvature import BlockDiagonal, _lowrank
 
 LR = LogisticRegression(max_iter=500)
 INVERSES = ["dense", "block", "woodbury", "sherman_morrison"]
@@ -30,7 +30,7 @@ OPTIONS = {
 def _rows_only_low_rank(monkeypatch):
     """This module checks the operators against oracles built from the factor rows alone: the
     low-rank kind's exact-diagonal base (tested in test_fidelity.py) is switched off here."""
-    monkeypatch.setattr(_unlearnable, "WOODBURY_EXACT_DIAGONAL", False)
+    monkeypatch.setattr(_lowrank, "EXACT_DIAGONAL", False)
 
 
 def _rel(a, b):

@@ -17,10 +17,10 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.multioutput import MultiOutputClassifier
 
-from sklearn_ssse import UnlearnableClassifier, _streaming, _unlearnable
+from sklearn_ssse import UnlearnableClassifier, _streaming
 from sklearn_ssse._backends import LinearBackend
-from sklearn_ssse._curvature import BlockDiagonal, DenseCholesky, LowRankCorrected
-from sklearn_ssse._unlearnable import _floor_damping
+from sklearn_ssse._curvature import BlockDiagonal, DenseCholesky, LowRankCorrected, _lowrank
+from sklearn_ssse._curvature._registry import kind_for
 
 LR = LogisticRegression(max_iter=500)  # the curvature does not need a tight optimum
 #: three sequential deletions; the middle one is large enough (40 samples) to take the refactor
@@ -34,7 +34,7 @@ SMALL, SMALL_DELETIONS = 120, [np.arange(0, 5), np.arange(5, 25), np.array([100,
 def _rows_only_low_rank(monkeypatch):
     """This module checks the operators against oracles built from the factor rows alone: the
     low-rank kind's exact-diagonal base (tested in test_fidelity.py) is switched off here."""
-    monkeypatch.setattr(_unlearnable, "WOODBURY_EXACT_DIAGONAL", False)
+    monkeypatch.setattr(_lowrank, "EXACT_DIAGONAL", False)
 
 
 def _rel(a, b):
@@ -108,7 +108,8 @@ def _forget_sequence(clf, X, y, deletions=DELETIONS, epsilon=None):
 
 def _fresh_diag_sum(clf, n_rem):
     """Sum-form damping of a fresh ``damping="auto"`` fit on ``n_rem`` rows."""
-    lam = _floor_damping(clf.backend_.default_damping(n_rem), clf.inverse_)
+    lam = kind_for(clf.inverse_, clf.backend_, clf._config()).floor_damping(
+        clf.backend_.default_damping(n_rem))
     return (n_rem * lam).numpy()
 
 

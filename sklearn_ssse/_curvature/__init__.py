@@ -1,0 +1,28 @@
+"""Curvature approximations: the operators (:mod:`._operators`) and the inverse kinds that build
+them behind one contract (:mod:`._base`, registered in :mod:`._registry`).
+
+``from sklearn_ssse._curvature import DenseCholesky`` etc. read the operators module on first use
+(PEP 562), so that the registry, which the command line reads for its ``--inverse`` choices, is
+importable without torch.
+"""
+
+_OPERATORS = frozenset({
+    "REFACTOR_RATIO", "CurvatureOperator", "DenseCholesky", "DiagonalOperator",
+    "ExplicitInverse", "LowRankCorrected", "BlockDiagonal", "KroneckerBuilder", "KroneckerEigen",
+    "OperatorBuilder", "build_operator", "gram", "sherman_morrison_inverse", "_INDEFINITE",
+    "_as_matrix",
+})
+
+__all__ = sorted(n for n in _OPERATORS if not n.startswith("_"))
+
+
+def __getattr__(name):
+    if name in _OPERATORS:
+        from . import _operators
+
+        return getattr(_operators, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _OPERATORS)
