@@ -12,7 +12,8 @@ estimator and is rebuilt on load).  This
   device of the loaded model).
 
 Operators are rebuilt from their class name, looked up among the subclasses of
-``CurvatureOperator`` in :mod:`sklearn_ssse._curvature` only (never an arbitrary import).
+``CurvatureOperator`` in :mod:`sklearn_ssse._curvature` and :mod:`sklearn_ssse._submatrix` only
+(never an arbitrary import).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import _curvature
+from . import _curvature, _submatrix
 from ._config import FitConfig
 
 __all__ = ["from_portable", "to_portable"]
@@ -59,7 +60,8 @@ def to_portable(obj):
 
 
 def _operator_class(name: str) -> type:
-    cls = getattr(_curvature, name, None)
+    # the operators of _curvature, and the principal-submatrix wrapper of _submatrix
+    cls = getattr(_curvature, name, None) or getattr(_submatrix, name, None)
     if not (isinstance(cls, type) and issubclass(cls, _curvature.CurvatureOperator)):
         raise ValueError(f"unknown curvature operator {name!r} in the saved state")
     return cls
