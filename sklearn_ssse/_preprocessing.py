@@ -52,7 +52,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils import get_tags
 
-from ._submatrix import PrincipalSubmatrix, obs_step
+from ._submatrix import remove_coordinates
 
 __all__ = ["check_update_options", "forget_features", "init_preprocessing"]
 
@@ -317,8 +317,7 @@ def forget_features(clf, X_raw, X, theta, curvature):
         est = deepcopy(clf.estimator_)
         backend = clf.backend_
         J = backend.feature_parameters(removed)
-        theta = obs_step(curvature, theta, J)
-        curvature = PrincipalSubmatrix.of(curvature, J)
+        theta, curvature = remove_coordinates(curvature, theta, J)
         keep = np.setdiff1d(np.arange(backend.n_params), J)
         backend.drop_features(est, removed)
         clf._theta_fit = clf._theta_fit[torch.as_tensor(keep, device=clf._theta_fit.device)]

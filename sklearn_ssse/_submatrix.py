@@ -27,7 +27,7 @@ import torch
 
 from ._curvature import CurvatureOperator
 
-__all__ = ["PrincipalSubmatrix", "obs_step"]
+__all__ = ["PrincipalSubmatrix", "obs_step", "remove_coordinates"]
 
 
 def _columns(op: CurvatureOperator, J: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,6 +49,26 @@ def _kept(dim: int, J: np.ndarray) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def remove_coordinates(op: CurvatureOperator, theta: torch.Tensor, J
+                       ) -> tuple[torch.Tensor, CurvatureOperator]:
+    """:func:`obs_step` and :meth:`PrincipalSubmatrix.of` together: ``(theta without J,
+    operator without J)``, with one solve for both when ``op`` is not a submatrix already."""
+    J = np.unique(np.asarray(J, dtype=np.int64))
+    if len(J) == 0:
+        return theta.clone(), op
+    if isinstance(op, PrincipalSubmatrix):
+        return obs_step(op, theta, J), PrincipalSubmatrix.of(op, J)
+    C, L = _columns(op, J)
+    return _obs(op, theta, J, C, L), PrincipalSubmatrix(op, J, C, L, op.n)
+
+
+def _obs(op, theta, J, C, L):
+    keep = torch.as_tensor(_kept(op.dim, J), device=op.device)
+    t = theta.to(dtype=op.dtype, device=op.device)
+    z = torch.cholesky_solve(t[torch.as_tensor(J, device=op.device)].unsqueeze(-1), L)
+    return (t[keep] - (C[keep] @ z).squeeze(-1)).to(theta)
+
+
 def obs_step(op: CurvatureOperator, theta: torch.Tensor, J) -> torch.Tensor:
     """Remove the coordinates ``J`` of ``theta`` with the optimal-brain-surgeon step.
 
@@ -68,13 +88,9 @@ def obs_step(op: CurvatureOperator, theta: torch.Tensor, J) -> torch.Tensor:
         ``J``.
     """
     J = np.unique(np.asarray(J, dtype=np.int64))
-    keep = torch.as_tensor(_kept(op.dim, J), device=op.device)
     if len(J) == 0:
         return theta.clone()
-    C, L = _columns(op, J)
-    t = theta.to(dtype=op.dtype, device=op.device)
-    z = torch.cholesky_solve(t[torch.as_tensor(J, device=op.device)].unsqueeze(-1), L)
-    return (t[keep] - (C[keep] @ z).squeeze(-1)).to(theta)
+    return _obs(op, theta, J, *_columns(op, J))
 
 
 class PrincipalSubmatrix(CurvatureOperator):

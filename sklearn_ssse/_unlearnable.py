@@ -566,6 +566,18 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         (detected with ``track_samples=True`` or ``keep_training_data=True``): ``"error"``
         raises ``ValueError`` and changes nothing; ``"warn"`` issues an
         :class:`UntrackedSampleWarning` and applies the step for all the rows given.
+    preprocessing : {"frozen", "update"}, default="frozen"
+        What :meth:`forget` does with a Pipeline's fitted transformers. ``"frozen"``: they are
+        a fixed feature map (their state still reflects the forgotten rows; erasure records name
+        them). ``"update"``: the vocabularies of ``CountVectorizer`` / ``TfidfVectorizer`` and
+        the categories of ``OneHotEncoder`` (directly in the Pipeline or in a
+        ``ColumnTransformer``) lose the terms / categories no remaining row has (or that fall
+        below ``min_df``), ``idf_`` is recomputed, and the model's weights of those features
+        are removed with an optimal-brain-surgeon step (the cached curvature shrinks with
+        them); other fitted steps stay frozen and are reported. Needs a single-output linear
+        model and a curvature from every row; refused with ``track_samples`` /
+        ``keep_training_data`` (see the user guide and :mod:`sklearn_ssse._preprocessing`).
+        Resolved at fit into ``config_.preprocessing``.
 
     Attributes
     ----------
@@ -574,6 +586,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     preprocessor_ : Pipeline
         A Pipeline's fitted transformers (only when ``estimator`` is a Pipeline): frozen, they
         still reflect forgotten rows; erasure records name them (``frozen_preprocessing``).
+    preprocessing_state_ : dict
+        Only with ``preprocessing="update"`` and a Pipeline: per updated transformer, the
+        number of remaining training rows that use each of its output columns (``counts``,
+        integers) and ``n_rows``; ``frozen`` names the steps that stay frozen.
     curvature_ : CurvatureOperator
         The cached inverse curvature (``curvature_.solve(v) = F^{-1} v``).
     inverse_ : str
@@ -599,7 +615,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``checksum_before`` / ``checksum_after`` (:attr:`parameters_checksum_` around the
         step), ``seal_before`` (:attr:`state_seal_` before the call: the entries form a hash
         chain), ``frozen_preprocessing`` (a Pipeline's fitted steps that still reflect the erased
-        rows, comma-separated; ``None`` without a Pipeline), ``loss_before`` / ``loss_after``
+        rows, comma-separated; ``None`` without a Pipeline), ``updated_preprocessing`` and
+        ``n_features_removed`` (``preprocessing="update"``: the transformers updated,
+        comma-separated, and the number of input features, terms or categories, removed with
+        their weights; ``None`` otherwise), ``loss_before`` / ``loss_after``
         (mean ``-log p(y|x)`` of the forget set from ``predict_proba``), ``accuracy_before`` /
         ``accuracy_after`` (on the forget set), ``label_flip_rate`` (share of the forget set
         whose predicted label changed), ``predicted_loss_change`` (first-order change of the

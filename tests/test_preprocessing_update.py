@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from sklearn_ssse import SealError, UnlearnableClassifier
-from sklearn_ssse._submatrix import PrincipalSubmatrix, obs_step
+from sklearn_ssse._submatrix import PrincipalSubmatrix, obs_step, remove_coordinates
 
 LR = dict(tol=1e-10, max_iter=10000)
 TOKEN = "jane.roe@example.org"
@@ -160,6 +160,9 @@ def test_obs_step_and_principal_submatrix_against_numpy(kind, op):
     np.testing.assert_allclose(obs_step(op, torch.as_tensor(theta), J).numpy(), brute[keep],
                                rtol=1e-9, atol=1e-12)
     sub = PrincipalSubmatrix.of(op, J)
+    theta2, sub2 = remove_coordinates(op, torch.as_tensor(theta), J)  # one solve for both
+    np.testing.assert_allclose(theta2.numpy(), brute[keep], rtol=1e-9, atol=1e-12)
+    assert torch.equal(sub2.C, sub.C) and np.array_equal(sub2.removed, J)
     inv_sub = np.linalg.inv(M[np.ix_(keep, keep)])
     got = sub.solve_sum(torch.eye(sub.dim, dtype=op.dtype)).numpy()
     np.testing.assert_allclose(got, inv_sub, rtol=1e-8, atol=1e-10 * np.abs(inv_sub).max())
