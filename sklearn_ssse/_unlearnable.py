@@ -577,7 +577,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         them); other fitted steps stay frozen and are reported. Needs a single-output linear
         model and a curvature from every row; refused with ``track_samples`` /
         ``keep_training_data`` (see the user guide and :mod:`sklearn_ssse._preprocessing`).
-        Resolved at fit into ``config_.preprocessing``.
+        Without a Pipeline there is nothing to update (``"update"`` changes nothing). A
+        vanished feature's weight is removed whatever ``epsilon`` (also with 0). Resolved at fit
+        into ``config_.preprocessing``.
 
     Attributes
     ----------

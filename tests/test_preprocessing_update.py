@@ -429,6 +429,8 @@ def test_vectorizer_inside_a_column_transformer():
     assert ct.output_indices_["num"] == slice(0, 2)
     assert ct.output_indices_["text"] == slice(2, width - 4)
     assert clf.preprocessor_.transform(df).shape[1] == clf.estimator_.coef_.shape[1] == width - 4
+    names = clf.preprocessor_.get_feature_names_out()
+    assert len(names) == width - 4 and not any(TOKEN in n for n in names)
     keep = np.setdiff1d(np.arange(len(df)), secret)
     ref = clone(ct).fit(df.iloc[keep]).named_transformers_["text"]
     assert ct.named_transformers_["text"].vocabulary_ == ref.vocabulary_
