@@ -32,6 +32,8 @@ class FitConfig:
         Bytes the curvature was allowed (``inverse="auto"`` chose within it).
     estimated_memory : int
         Estimated peak bytes of building the chosen inverse.
+    preprocessing : str
+        ``"frozen"`` or ``"update"`` (a Pipeline's transformers updated by forget).
     """
 
     curvature: str
@@ -42,6 +44,7 @@ class FitConfig:
     chunk_size: int
     memory_budget: int
     estimated_memory: int
+    preprocessing: str = "frozen"
 
     def to_dict(self) -> dict:
         """The settings as a plain dict."""

@@ -12,7 +12,8 @@ estimator and is rebuilt on load).  This
   device of the loaded model).
 
 Operators are rebuilt from their class name, looked up among the subclasses of
-``CurvatureOperator`` in :mod:`sklearn_ssse._curvature` only (never an arbitrary import).
+``CurvatureOperator`` in the modules :data:`sklearn_ssse._curvature.OPERATOR_MODULES` names
+(never an arbitrary import).
 """
 
 from __future__ import annotations
@@ -59,10 +60,7 @@ def to_portable(obj):
 
 
 def _operator_class(name: str) -> type:
-    cls = getattr(_curvature, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, _curvature.CurvatureOperator)):
-        raise ValueError(f"unknown curvature operator {name!r} in the saved state")
-    return cls
+    return _curvature.operator_class(name)
 
 
 def from_portable(obj, device=None):

@@ -31,6 +31,7 @@ from ._curvature._registry import choices as _inverse_choices
 from ._curvature._registry import kind_for, parse_bytes, resolve_inverse
 from ._data import array_chunks, is_dask, iter_data, validated_chunks
 from ._persistence import from_portable, to_portable
+from ._preprocessing import check_update_options, forget_features, init_preprocessing
 from ._rows import RowIndex, multiset, multiset_remove, new_salt, row_digests
 from ._seal import SealError, current_key, digest, fingerprint
 from ._streaming import parameters_at
@@ -374,6 +375,20 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         (detected with ``track_samples=True`` or ``keep_training_data=True``): ``"error"``
         raises ``ValueError`` and changes nothing; ``"warn"`` issues an
         :class:`UntrackedSampleWarning` and applies the step for all the rows given.
+    preprocessing : {"frozen", "update"}, default="frozen"
+        What :meth:`forget` does with a Pipeline's fitted transformers. ``"frozen"``: they are
+        a fixed feature map (their state still reflects the forgotten rows; erasure records name
+        them). ``"update"``: the vocabularies of ``CountVectorizer`` / ``TfidfVectorizer`` and
+        the categories of ``OneHotEncoder`` (directly in the Pipeline or in a
+        ``ColumnTransformer``) lose the terms / categories no remaining row has (or that fall
+        below ``min_df``), ``idf_`` is recomputed, and the model's weights of those features
+        are removed with an optimal-brain-surgeon step (the cached curvature shrinks with
+        them); other fitted steps stay frozen and are reported. Needs a single-output linear
+        model and a curvature from every row; refused with ``track_samples`` /
+        ``keep_training_data`` (see the user guide and :mod:`sklearn_ssse._preprocessing`).
+        Without a Pipeline there is nothing to update (``"update"`` changes nothing). A
+        vanished feature's weight is removed whatever ``epsilon`` (also with 0). Resolved at fit
+        into ``config_.preprocessing``.
 
     Attributes
     ----------
@@ -382,6 +397,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     preprocessor_ : Pipeline
         A Pipeline's fitted transformers (only when ``estimator`` is a Pipeline): frozen, they
         still reflect forgotten rows; erasure records name them (``frozen_preprocessing``).
+    preprocessing_state_ : dict
+        Only with ``preprocessing="update"`` and a Pipeline: per updated transformer, the
+        number of remaining training rows that use each of its output columns (``counts``,
+        integers) and ``n_rows``; ``frozen`` names the steps that stay frozen.
     curvature_ : CurvatureOperator
         The cached inverse curvature (``curvature_.solve(v) = F^{-1} v``).
     inverse_ : str
@@ -407,7 +426,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``checksum_before`` / ``checksum_after`` (:attr:`parameters_checksum_` around the
         step), ``seal_before`` (:attr:`state_seal_` before the call: the entries form a hash
         chain), ``frozen_preprocessing`` (a Pipeline's fitted steps that still reflect the erased
-        rows, comma-separated; ``None`` without a Pipeline), ``loss_before`` / ``loss_after``
+        rows, comma-separated; ``None`` without a Pipeline), ``updated_preprocessing`` and
+        ``n_features_removed`` (``preprocessing="update"``: the transformers updated,
+        comma-separated, and the number of input features, terms or categories, removed with
+        their weights; ``None`` otherwise), ``loss_before`` / ``loss_after``
         (mean ``-log p(y|x)`` of the forget set from ``predict_proba``), ``accuracy_before`` /
         ``accuracy_after`` (on the forget set), ``label_flip_rate`` (share of the forget set
         whose predicted label changed), ``predicted_loss_change`` (first-order change of the
@@ -496,6 +518,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         "step": ("auto", "leave_out", "full"),
         "dtype": ("float32", "float64", None),
         "on_untracked": ("error", "warn"),
+        "preprocessing": ("frozen", "update"),
     }
 
     def _validate_params(self) -> None:
@@ -547,7 +570,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                  inverse="auto", memory_budget="2GiB", step="auto", block_size=None,
                  fisher_batch_size=1, fisher_max_samples=None, update_curvature="auto",
                  parameters=None, dtype=None, chunk_size=512, keep_training_data=False,
-                 memory=None, random_state=None, track_samples=False, on_untracked="error"):
+                 memory=None, random_state=None, track_samples=False, on_untracked="error",
+                 preprocessing="frozen"):
         self.estimator = estimator
         self.epsilon = epsilon
         self.curvature = curvature
@@ -567,6 +591,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.track_samples = track_samples
         self.on_untracked = on_untracked
+        self.preprocessing = preprocessing
 
     # ------------------------------------------------------------------------------ sklearn API
     def __sklearn_tags__(self):
@@ -620,7 +645,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                          update_curvature=bool(update), fisher_batch_size=b,
                          chunk_size=int(self.chunk_size),
                          memory_budget=parse_bytes(self.memory_budget),
-                         estimated_memory=int(state.get("estimated_memory", 0)))
+                         estimated_memory=int(state.get("estimated_memory", 0)),
+                         preprocessing=self.preprocessing)
 
     @_restore_on_error
     def fit(self, X, y, **fit_params):
@@ -655,7 +681,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             shape = getattr(X, "shape", ())  # (the raw rows need not be an array)
             n_raw = shape[1] if len(shape) == 2 else None
             pre = clone(pre)
-            X = pre.fit_transform(X, y)
+            X_raw, X = X, pre.fit_transform(X, y)
         X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls,
                                  transformed=pre is not None)
         for col in y.reshape(len(y), -1).T:
@@ -665,11 +691,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.memory is not None:
             fit = check_memory(self.memory).cache(_fit_and_build)
         state = fit(model, X, y, fit_params, self._config())
+        init_preprocessing(self, pre, X_raw if pre is not None else None, X, state)
         if pre is None:
             self.__dict__.pop("preprocessor_", None)  # from an earlier fit of a Pipeline
         else:
             self.preprocessor_ = pre
-            self.n_features_in_ = int(getattr(pre, "n_features_in_", n_raw))
+            n_in = getattr(pre, "n_features_in_", n_raw)
+            if n_in is not None:
+                self.n_features_in_ = int(n_in)
+            else:  # 1-D raw rows (a text vectorizer's documents): no feature count
+                self.__dict__.pop("n_features_in_", None)
             if hasattr(pre, "feature_names_in_"):
                 self.feature_names_in_ = pre.feature_names_in_
         return self._set_fitted_state(state, backend_cls, X, y)
@@ -687,6 +718,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.step == "leave_out" and self.fisher_batch_size > 1:
             raise ValueError(f"step='leave_out' needs fisher_batch_size=1: {mixed}; use "
                              "step='full' (or 'auto')")
+        check_update_options(self)
 
     def _set_fitted_state(self, state, backend_cls, X=None, y=None, digests=None):
         """Set the fitted attributes from a built state (shared by fit and from_fitted).
@@ -873,6 +905,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self = cls(estimator, **params)
         self._validate_params()
         self._check_options()
+        if self.preprocessing == "update":
+            raise ValueError("from_fitted does not support preprocessing='update' (the counts it "
+                             "needs are taken while fit transforms the training rows): use fit")
         pre = _preprocessing(estimator)
         estimator = _final(estimator)
         backend_cls = select_backend(estimator)
@@ -1163,6 +1198,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Rows not among the remaining training rows, with ``on_untracked="warn"``.
         """
         start = time.perf_counter()
+        X_raw = X
         X, y = self._check_forget_input(X, y)
         eps = self._check_epsilon(epsilon)
         if self.on_untracked not in ("error", "warn"):
@@ -1247,11 +1283,20 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     "or a larger damping")
         classes = getattr(self, "classes_", None)
         before = _set_diagnostics(self.estimator_, X, y, classes)
+        X_after, prep = X, None
+        if "preprocessing_state_" in self.__dict__:
+            # preprocessing="update": after the SSSE step (computed in the feature space the
+            # forgotten rows were trained in, where their gradients and curvature terms live),
+            # drop the terms / categories no remaining row has, their weights (OBS step, with
+            # the remaining data's curvature, in which they are nearly decoupled from the
+            # others) and their rows and columns of the curvature; rebinds preprocessor_ (and
+            # estimator_, backend_ when features vanish): rolled back on error
+            theta, curvature, X_after, prep = forget_features(self, X_raw, X, theta, curvature)
 
         # 3. commit the parameters (any failure from here on, or in a temporary write above,
         # is rolled back by @_restore_on_error, which puts theta_old back)
         written, checksum = self._write_parameters(theta)
-        after = _set_diagnostics(self.estimator_, X, y, classes)
+        after = _set_diagnostics(self.estimator_, X_after, y, classes)
 
         # 4. the record and the bookkeeping (plain assignments, cannot fail halfway)
         entry = {
@@ -1277,8 +1322,13 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             "n_untracked": n_untracked,
             # fitted transformers of a Pipeline that still reflect the erased rows (frozen):
             # their names, comma-separated (None without a Pipeline)
-            "frozen_preprocessing": (",".join(_stateful_steps(self.preprocessor_))
-                                     if "preprocessor_" in self.__dict__ else None),
+            "frozen_preprocessing": (
+                prep["frozen_preprocessing"] if prep is not None
+                else ",".join(_stateful_steps(self.preprocessor_))
+                if "preprocessor_" in self.__dict__ else None),
+            # preprocessing="update": the transformers updated and the features removed
+            "updated_preprocessing": prep["updated_preprocessing"] if prep is not None else None,
+            "n_features_removed": prep["n_features_removed"] if prep is not None else None,
             "seconds": time.perf_counter() - start,
         }
         self._theta = written

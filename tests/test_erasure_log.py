@@ -18,7 +18,8 @@ from sklearn_ssse._rows import multiset, multiset_remove, row_digests
 KEYS = {"time", "n_removed", "epsilon", "n_remaining", "update_norm", "relative_update_norm",
         "curvature_downdated", "checksum_before", "checksum_after", "loss_before", "loss_after",
         "accuracy_before", "accuracy_after", "label_flip_rate", "predicted_loss_change",
-        "n_untracked", "seconds", "step", "seal_before", "event", "frozen_preprocessing"}
+        "n_untracked", "seconds", "step", "seal_before", "event", "frozen_preprocessing",
+        "updated_preprocessing", "n_features_removed"}
 
 
 @pytest.fixture(scope="module")

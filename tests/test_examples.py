@@ -114,6 +114,7 @@ def test_docs_code_blocks_run(page, tmp_path, monkeypatch, capsys):
         assert "{'epsilon': np.float64(1.0)}" in out or "{'epsilon': 1.0}" in out
         assert "1.0 1\n" in out and "dense 2410" in out and "1287 3" in out
         assert "refused:" in out
+        assert "False\ntfidfvectorizer 5\n" in out  # preprocessing="update"
     else:
         assert out.startswith("1327 ")
 

@@ -169,6 +169,21 @@ class BaseBackend(ABC):
         """
         return np.arange(len(X))
 
+    def feature_parameters(self, features) -> np.ndarray:
+        """Indices of the parameters that read the input features ``features`` (the weights
+        ``preprocessing="update"`` removes when those features vanish).
+
+        Backends that cannot remove input features (the default) raise ``ValueError``.
+        """
+        raise ValueError(f"{type(self).__name__} cannot remove input features: "
+                         "preprocessing='update' needs a linear model")
+
+    def drop_features(self, estimator, features) -> None:
+        """Remove the input ``features`` from ``estimator`` (a copy of the fitted model) in
+        place: its parameters shrink to those not in :meth:`feature_parameters`."""
+        raise ValueError(f"{type(self).__name__} cannot remove input features: "
+                         "preprocessing='update' needs a linear model")
+
     def to_tensor(self, a) -> torch.Tensor:
         """``a`` as a tensor of the backend's dtype and device (no copy when possible)."""
         return torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a,

@@ -494,6 +494,30 @@ class LinearBackend(BaseBackend):
         y = np.asarray(y)
         return [y[:, j] for j in range(y.shape[1])] if self.multi_output else [y]
 
+    def feature_parameters(self, features) -> np.ndarray:
+        """Indices of the weights of input ``features``: one per class row (a binary model has
+        one row, a multinomial one per class, an SGD one-vs-rest model one per class); the
+        intercepts are never among them."""
+        if self.multi_output:
+            raise ValueError("preprocessing='update' does not support a MultiOutputClassifier "
+                             "(each output has its own weights of the features)")
+        (part,) = self.parts
+        features = np.unique(np.asarray(features, dtype=np.int64))
+        if features.size and (features[0] < 0 or features[-1] >= part.n_features):
+            raise ValueError(f"feature indices out of range [0, {part.n_features})")
+        rows = np.arange(part.n_rows)[:, None] * part.p1
+        return (rows + features[None, :]).ravel()
+
+    def drop_features(self, estimator, features) -> None:
+        """Delete the columns ``features`` of ``estimator.coef_`` (its ``n_features_in_`` and
+        ``feature_names_in_`` follow); the intercepts stay."""
+        self.feature_parameters(features)  # checks
+        features = np.unique(np.asarray(features, dtype=np.int64))
+        estimator.coef_ = np.delete(estimator.coef_, features, axis=1)
+        estimator.n_features_in_ = estimator.coef_.shape[1]
+        if hasattr(estimator, "feature_names_in_"):
+            estimator.feature_names_in_ = np.delete(estimator.feature_names_in_, features)
+
     def fit_indices(self, X, y) -> np.ndarray:
         """All rows; also resolves ``class_weight="balanced"`` of a LogisticRegression from the
         training labels ``y`` (called once with them by ``fit`` and ``from_fitted``) and keeps

@@ -16,6 +16,24 @@ _OPERATORS = frozenset({
 __all__ = sorted(n for n in _OPERATORS if not n.startswith("_"))
 
 
+#: modules (in this package) that define operators a saved model may hold: persistence rebuilds an
+#: operator from its class name looked up here only, never by an arbitrary import
+OPERATOR_MODULES = ("_operators", "_submatrix")
+
+
+def operator_class(name: str) -> type:
+    """The :class:`CurvatureOperator` subclass called ``name`` in :data:`OPERATOR_MODULES`."""
+    from importlib import import_module
+
+    from ._operators import CurvatureOperator
+
+    for module in OPERATOR_MODULES:
+        cls = getattr(import_module(f"{__name__}.{module}"), name, None)
+        if isinstance(cls, type) and issubclass(cls, CurvatureOperator):
+            return cls
+    raise ValueError(f"unknown curvature operator {name!r} in the saved state")
+
+
 def __getattr__(name):
     if name in _OPERATORS:
         from . import _operators
