@@ -44,6 +44,7 @@ validation set were never trained on; there is nothing to erase for them.  Recom
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import fnmatch
@@ -386,7 +387,15 @@ class TorchBackend(BaseBackend):
                 p.copy_(theta[s].view(p.shape).to(dtype=p.dtype, device=p.device))
 
     def with_parameters(self, theta: torch.Tensor):
-        """A deep copy of the net carrying ``theta``; the original net is untouched.
+        """A predicting copy of the net carrying ``theta``; the original net is untouched.
+
+        The copy is made attribute by attribute with one shared :func:`copy.deepcopy` memo,
+        on the net's device: ``theta``'s values go straight into the copied module (the
+        selected parameters are not copied and then overwritten), the copied optimizers start
+        with an empty state and reference the copied parameters, and nothing goes through
+        skorch's pickling (``copy.deepcopy(net)`` pickles the module and the optimizer state,
+        a device-to-host round trip, for every epsilon of a sweep). Training the copy further
+        starts its optimizer afresh.
 
         Parameters
         ----------
@@ -398,11 +407,23 @@ class TorchBackend(BaseBackend):
         net : skorch.NeuralNetClassifier
             The copy, ready to predict.
         """
-        net = copy.deepcopy(self.estimator)
-        clone = copy.copy(self)
-        clone.estimator = net
-        clone.set_parameters(theta)
-        return net
+        theta = torch.as_tensor(theta)
+        if theta.shape != (self.n_params,):
+            raise ValueError(f"theta has shape {tuple(theta.shape)}, expected ({self.n_params},)")
+        net = self.estimator
+        memo: dict = {}
+        with torch.no_grad():
+            for (_, p), s in zip(self._named_selected(), self._slices):
+                value = theta[s].reshape(p.shape).to(dtype=p.dtype, device=p.device, copy=True)
+                memo[id(p)] = torch.nn.Parameter(value, requires_grad=p.requires_grad)
+        state = vars(net)
+        for value in state.values():
+            if isinstance(value, torch.optim.Optimizer):
+                memo[id(value.state)] = collections.defaultdict(dict)
+        new = type(net).__new__(type(net))
+        # (object.__setattr__ semantics: skorch's __setattr__ hooks are for user settings)
+        vars(new).update({k: copy.deepcopy(v, memo) for k, v in state.items()})
+        return new
 
     def default_damping(self, n_samples: int) -> torch.Tensor:
         """Mean-form damping: the optimizer's weight decay per parameter (see class Notes).
