@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 
@@ -99,7 +98,7 @@ def main(argv=None) -> None:
                                                        "woodbury"])
     args = parser.parse_args(argv)
     gib = 2.0**30
-    print(f"| case | d | peak above baseline | reference |\n|---|---|---|---|")
+    print("| case | d | peak above baseline | reference |\n|---|---|---|---|")
     for case in [c for c in args.cases if c.startswith("ggn")]:
         r = run(case, args.hidden, args.m, args.root)
         print(f"| {case} ({r['rows']} rows, {r['seconds']:.1f} s) | {r['d']:,} | "

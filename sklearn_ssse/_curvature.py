@@ -358,7 +358,10 @@ class LowRankCorrected(CurvatureOperator):
         W = -torch.linalg.inv(S)
         if wide is not None:
             Y = Y.to(op.dtype)
-        W = W.to(op.dtype)
+        if not (low and isinstance(base, DiagonalOperator)):
+            W = W.to(op.dtype)
+        # else W (k x k, small) stays in float64: M^{-1} = D^{-1} + sum Y W Y^T cancels
+        # large terms, and a float32 W would make the next downdate's test meaningless
         if stacked:
             Us = op.Us + [U] if op.Us is not None else None
             signs = op.signs + [float(sign)] if op.signs is not None else None
@@ -379,7 +382,12 @@ class LowRankCorrected(CurvatureOperator):
     def solve_sum(self, V):
         out = self.base.solve_sum(V)
         for Y, W in zip(self.Ys, self.Ws):
-            out = out + Y @ (W @ (Y.T @ V))
+            T = Y.T @ V
+            if W.dtype != T.dtype:  # a float64 capacitance of a low-precision operator
+                T = (W @ T.to(W.dtype)).to(T.dtype)
+            else:
+                T = W @ T
+            out = out + Y @ T
         return out
 
     def matrix(self):

@@ -623,9 +623,37 @@ class TorchBackend(BaseBackend):
     def ggn_sample_rows(self, X, u, y=None) -> torch.Tensor:
         """Gradients at labels drawn from the net's ``p(.|x)`` (see the base class), shape
         ``(n, 1, n_params)``; one per-sample gradient per row instead of ``C`` GGN rows."""
-        with self._eval_mode():
-            P = np.asarray(self.estimator.predict_proba(np.asarray(X)), dtype=np.float64)
-        return self.curvature_rows(X, draw_labels(P, u).astype(np.int64), "empirical_fisher")
+        labels = draw_labels(self.predict_proba_tensor(X), u)  # on the net's device
+        return self.curvature_rows(X, labels, "empirical_fisher")
+
+    def predict_proba_tensor(self, X) -> torch.Tensor:
+        """The net's class probabilities of ``X`` as a tensor on its device (eval mode, in
+        chunks of :attr:`chunk_size`), as skorch's ``predict_proba`` computes them (a softmax of
+        the logits for ``CrossEntropyLoss``, the module's output for ``NLLLoss``) without the
+        round trip through NumPy.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n, ...)
+
+        Returns
+        -------
+        P : torch.Tensor of shape (n, n_classes)
+        """
+        X = X if torch.is_tensor(X) else torch.as_tensor(np.asarray(X))
+        X = X.to(self.device)
+        parts = []
+        with self._eval_mode(), torch.no_grad():
+            module = self.estimator.module_  # (a compiled wrapper runs as trained)
+            for a in range(0, X.shape[0], self.chunk_size):
+                out = module(X[a:a + self.chunk_size])
+                if isinstance(out, (tuple, list)):
+                    out = out[0]
+                out = out.reshape(out.shape[0], -1)
+                parts.append(out if self._nll else torch.softmax(out, dim=-1))
+        if not parts:
+            return torch.empty((0, self.n_classes_), device=self.device)
+        return torch.cat(parts)
 
     def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
         """Factor rows of the curvature, shape ``(n, q, n_params)``.
