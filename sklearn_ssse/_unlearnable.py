@@ -98,8 +98,10 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Whether two parameter vectors hold exactly the same bytes, compared where they live
     (on the net's device: no host copy; one synchronisation for the answer)."""
     a, b = a.detach(), b.detach()
-    if a.dtype != b.dtype or a.shape != b.shape or a.device != b.device:
+    if a.dtype != b.dtype or a.shape != b.shape:
         return False
+    if a.device != b.device:  # (a net moved to another device since fit)
+        b = b.to(a.device)
     ints = _SAME_SIZE_INTS[a.element_size()]
     return torch.equal(a.contiguous().view(ints), b.contiguous().view(ints))
 
@@ -160,7 +162,7 @@ def _restore_on_error(method):
 def _restore_parameters(backend, theta: torch.Tensor) -> None:
     """Write ``theta`` back unless the model still holds exactly it."""
     try:
-        if _parameters_checksum(backend.get_parameters()) != _parameters_checksum(theta):
+        if not _same_bits(backend.get_parameters(), theta):
             backend.set_parameters(theta)
     except BaseException as exc:
         raise RuntimeError("the call failed and the previous parameters could not be restored: "
