@@ -4,8 +4,9 @@ tracemalloc does not see torch's CPU allocations, so every case runs in a fresh 
 reports its peak resident set (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) minus the resident
 set just before the measured work (the model, the data and the interpreter).  Run::
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_torch_memory.py            # ~1 minute
-    OMP_NUM_THREADS=1 python benchmarks/bench_torch_memory.py --hidden 64 --m 2048
+    OMP_NUM_THREADS=1 python benchmarks/bench_torch_memory.py            # ~1 minute, 4.5 GiB
+    OMP_NUM_THREADS=1 python benchmarks/bench_torch_memory.py --quick    # ~10 s
+    OMP_NUM_THREADS=1 python benchmarks/bench_torch_memory.py --root /path/to/old/checkout
 
 Cases (MLP 784-``hidden``-10 on random inputs, float32, ``chunk_size=512`` like the estimator):
 
@@ -96,7 +97,11 @@ def main(argv=None) -> None:
         __file__))), help="checkout whose sklearn_ssse is measured (e.g. an older commit's)")
     parser.add_argument("--cases", nargs="+", default=["ggn_materialised", "ggn_streamed",
                                                        "woodbury"])
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes (MLP 784-64-10, m=512): about 10 s, 1.2 GiB")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.hidden, args.m = 64, 512
     gib = 2.0**30
     print("| case | d | peak above baseline | reference |\n|---|---|---|---|")
     for case in [c for c in args.cases if c.startswith("ggn")]:
