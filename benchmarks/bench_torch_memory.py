@@ -107,7 +107,8 @@ def main(argv=None) -> None:
     for case in [c for c in args.cases if c.startswith("ggn")]:
         r = run(case, args.hidden, args.m, args.root)
         print(f"| {case} ({r['rows']} rows, {r['seconds']:.1f} s) | {r['d']:,} | "
-              f"{r['peak_bytes'] / gib:.2f} GiB | chunk_size x d: "
+              f"{r['peak_bytes'] / gib:.2f} GiB | "
+              f"{'(512, q, d) block' if case == 'ggn_materialised' else 'chunk_size x d'}: "
               f"{r['block_bytes'] / gib:.2f} GiB |")
     if "woodbury" not in args.cases:
         return
