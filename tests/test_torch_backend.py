@@ -590,7 +590,9 @@ def test_cuda_model_loads_on_cpu_only_machine(small, tmp_path):
         assert clf.backend_.device.type == "cpu"
     """)
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), env.get("PYTHONPATH", "")])
+    # the net pickles its module class by reference: the test module must be importable there
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here), here, env.get("PYTHONPATH", "")])
     subprocess.run([sys.executable, "-c", script], check=True, env=env)
 
 
