@@ -174,10 +174,7 @@ def _large_digest(t, memo: dict | None) -> bytes:
     (and, for a tensor, its version counter) is unchanged; the memo holds the object, so its id
     cannot be reused.  A remembered digest is never a blessing: the full verification (load,
     ``verify_seal``) hashes without a memo, so content changed in place behind it is caught."""
-    if torch.is_tensor(t):
-        tag = (t.data_ptr(), t._version, t.dtype, tuple(t.shape), tuple(t.stride()))
-    else:
-        tag = (t.ctypes.data, t.dtype.str, t.shape, t.strides)
+    tag = _tag(t)
     hit = memo.get(id(t)) if memo is not None else None
     if hit is not None and hit[0] is t and hit[1] == tag:
         return hit[2]
@@ -187,6 +184,25 @@ def _large_digest(t, memo: dict | None) -> bytes:
     if memo is not None:
         memo[id(t)] = (t, tag, value)
     return value
+
+
+def _tag(t) -> tuple:
+    """What must not change for a remembered digest of ``t`` to stay valid."""
+    if torch.is_tensor(t):
+        return (t.data_ptr(), t._version, t.dtype, tuple(t.shape), tuple(t.stride()))
+    return (t.ctypes.data, t.dtype.str, t.shape, t.strides)
+
+
+def remember(memo: dict, t: torch.Tensor, host: torch.Tensor) -> dict:
+    """A copy of ``memo`` that also knows the digest of tensor ``t`` (on any device),
+    computed from ``host``, a CPU copy of it the caller already made: the next seal then does
+    not copy ``t`` to the host a second time.  Small tensors are hashed by value anyway."""
+    memo = dict(memo)
+    if t.nbytes > _SMALL and host.dtype == t.dtype and host.shape == t.shape:
+        h = hashlib.sha256()
+        _update(h, "", host)
+        memo[id(t)] = (t, _tag(t), h.digest())
+    return memo
 
 
 def _update_class_weights(h, state: dict) -> None:

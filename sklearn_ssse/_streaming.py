@@ -133,6 +133,18 @@ def factor_rows(backend, X, y, curvature: str, label_salt: bytes | None = None) 
     return backend.curvature_rows(X, y, curvature)
 
 
+def iter_factor_rows(backend, X, y, curvature: str, label_salt: bytes | None = None):
+    """:func:`factor_rows` in pieces of at most the backend's ``chunk_size`` rows where the
+    backend can stream them (``iter_curvature_rows``), so that a caller that only accumulates
+    them never holds the ``(n, q, d)`` block of a whole chunk of samples (GGN rows of a net:
+    ``q`` = the number of classes)."""
+    stream = getattr(backend, "iter_curvature_rows", None)
+    if stream is None or (label_salt is not None and curvature == "ggn"):
+        yield factor_rows(backend, X, y, curvature, label_salt)
+        return
+    yield from stream(X, y, curvature)
+
+
 def accumulate_curvature(backend, chunks: Iterable, *, form: str, curvature: str, damping,
                          blocks=None, block_size=None, fisher_batch_size: int = 1,
                          fisher_max_samples: int | None = None, chunk_size: int = 512,
@@ -200,11 +212,11 @@ def accumulate_curvature(backend, chunks: Iterable, *, form: str, curvature: str
                 builder.add_grams(grams)
                 return
             use_gram = False  # slices the backend cannot do in closed form
-        R = factor_rows(backend, Xc, yc, curvature, label_salt)
-        if batcher is not None:
-            R = batcher.push(R)
-        if R is not None:
-            builder.add_rows(R)
+        for R in iter_factor_rows(backend, Xc, yc, curvature, label_salt):
+            if batcher is not None:
+                R = batcher.push(R)
+            if R is not None:
+                builder.add_rows(R)
 
     if use_gram:
         chunk_size = max(chunk_size, GRAM_CHUNK)

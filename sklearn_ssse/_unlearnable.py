@@ -33,7 +33,7 @@ from ._data import array_chunks, is_dask, iter_data, validated_chunks
 from ._persistence import from_portable, to_portable
 from ._preprocessing import check_update_options, forget_features, init_preprocessing
 from ._rows import RowIndex, multiset, multiset_remove, new_salt, row_digests
-from ._seal import SealError, current_key, digest, fingerprint
+from ._seal import SealError, current_key, digest, fingerprint, remember
 from ._streaming import parameters_at
 
 
@@ -56,8 +56,23 @@ def _parameters_checksum(theta: torch.Tensor) -> str:
     """SHA-256 (hex) of the exact bytes of a parameter vector, with its dtype and shape."""
     t = theta.detach().cpu().contiguous().reshape(-1)
     h = hashlib.sha256(f"{t.dtype}:{t.numel()}:".encode())
-    h.update(t.view(torch.uint8).numpy().tobytes())
+    h.update(memoryview(t.view(torch.uint8).numpy()))
     return h.hexdigest()
+
+
+_SAME_SIZE_INTS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two parameter vectors hold exactly the same bytes, compared where they live
+    (on the net's device: no host copy; one synchronisation for the answer)."""
+    a, b = a.detach(), b.detach()
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.device != b.device:  # (a net moved to another device since fit)
+        b = b.to(a.device)
+    ints = _SAME_SIZE_INTS[a.element_size()]
+    return torch.equal(a.contiguous().view(ints), b.contiguous().view(ints))
 
 
 _LOCK_GUARD = threading.Lock()
@@ -116,7 +131,7 @@ def _restore_on_error(method):
 def _restore_parameters(backend, theta: torch.Tensor) -> None:
     """Write ``theta`` back unless the model still holds exactly it."""
     try:
-        if _parameters_checksum(backend.get_parameters()) != _parameters_checksum(theta):
+        if not _same_bits(backend.get_parameters(), theta):
             backend.set_parameters(theta)
     except BaseException as exc:
         raise RuntimeError("the call failed and the previous parameters could not be restored: "
@@ -267,6 +282,22 @@ def _fit_and_build(estimator, X, y, fit_params, config):
                          n_known=len(fit_idx))
     state.update(estimator=est, fit_indices=fit_idx)
     return state
+
+
+def _fit_and_build_portable(estimator, X, y, fit_params, config):
+    """:func:`_fit_and_build` as ``memory=`` caches it: tensors and operators as NumPy
+    containers (:func:`~sklearn_ssse._persistence.to_portable`), so that a cache written on a
+    GPU is readable on a CPU-only host (joblib would pickle CUDA tensors as they are)."""
+    return to_portable(_fit_and_build(estimator, X, y, fit_params, config))
+
+
+def _from_cache(state, backend_cls, config):
+    """A cached :func:`_fit_and_build_portable` result with its tensors on the device of the
+    net it holds (the CPU for linear models)."""
+    est = state["estimator"]
+    device = backend_cls(est, parameters=config["parameters"], dtype=config["dtype"],
+                         chunk_size=config["chunk_size"]).device
+    return from_portable(state, device)
 
 
 class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
@@ -687,10 +718,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         for col in y.reshape(len(y), -1).T:
             _check_label_types(col)
         check_classification_targets(y)
-        fit = _fit_and_build
-        if self.memory is not None:
-            fit = check_memory(self.memory).cache(_fit_and_build)
-        state = fit(model, X, y, fit_params, self._config())
+        config = self._config()
+        if self.memory is None:
+            state = _fit_and_build(model, X, y, fit_params, config)
+        else:
+            cached = check_memory(self.memory).cache(_fit_and_build_portable)
+            state = _from_cache(cached(model, X, y, fit_params, config), backend_cls, config)
         init_preprocessing(self, pre, X_raw if pre is not None else None, X, state)
         if pre is None:
             self.__dict__.pop("preprocessor_", None)  # from an earlier fit of a Pipeline
@@ -982,14 +1015,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
     def _check_parameters_unchanged(self) -> None:
         """Refuse to unlearn when the wrapped model's parameters are not those the cached
-        curvature belongs to (checked by :attr:`parameters_checksum_`)."""
+        curvature belongs to: the live parameters must be, bit for bit, the sealed ``_theta``
+        (whose checksum is :attr:`parameters_checksum_`, bound to it by the seal checked just
+        before). Compared on the model's device: no host copy of the parameters."""
         try:
-            live = _parameters_checksum(self._live_parameters())
-            cached = _parameters_checksum(self.backend_.get_parameters())
+            live = self._live_parameters()
+            cached = self.backend_.get_parameters()
         except Exception as exc:
             raise RuntimeError("the wrapped estimator was replaced or changed outside forget() "
                                "and its parameters cannot be read; call fit again") from exc
-        if not live == cached == self.parameters_checksum_:
+        if not (_same_bits(live, self._theta) and _same_bits(cached, self._theta)):
             raise RuntimeError("the wrapped estimator's parameters changed outside forget() (was "
                                "it refitted?): their checksum no longer matches "
                                "parameters_checksum_, so the cached curvature does not belong to "
@@ -1017,8 +1052,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 "writable (joblib.load(path) or mmap_mode='c', copy-on-write); nothing was "
                 "changed") from exc
         written = self.backend_.get_parameters()
-        checksum = _parameters_checksum(written)
-        if _parameters_checksum(self._live_parameters()) != checksum:
+        host = written.detach().cpu()  # the one host copy: the checksum and the next seal
+        checksum = _parameters_checksum(host)
+        self._seal_memo_cache = remember(self.__dict__.get("_seal_memo_cache", {}), written,
+                                         host)
+        if not _same_bits(self._live_parameters(), written):
             raise RuntimeError("the new parameters did not reach the wrapped estimator "
                                "(estimator_ was replaced or refitted outside the meta-estimator); "
                                "nothing was changed: call fit again")

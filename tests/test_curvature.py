@@ -1,5 +1,9 @@
 """Curvature operators against brute-force numpy inverses."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -224,3 +228,109 @@ def test_ekfac_to_dtype_and_portable_round_trip():
     assert torch.equal(back.inverse(), op.inverse())
     op32 = op.to(dtype=torch.float32)
     assert op32.dtype == torch.float32 and _rel(op32.inverse().double(), op.inverse()) < 1e-4
+
+
+# ------------------------------------------------------------- precision, memory, device syncs
+class _HostSyncs(torch.overrides.TorchFunctionMode):
+    """Counts the calls that copy a tensor's value to the host (a device synchronisation on a
+    GPU): ``float(t)``, ``bool(t)``, ``t.item()``, ``t.cpu()``, ``t.numpy()``, ``t.tolist()``."""
+
+    NAMES = {"__float__", "__bool__", "__int__", "__index__", "item", "cpu", "numpy", "tolist"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in self.NAMES:
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_sherman_morrison_does_not_synchronise_per_row(problem, sign):
+    R, lam, n = problem
+    start = sherman_morrison_inverse(R, n * lam)  # M^{-1} with every row
+    with _HostSyncs() as syncs:
+        out = sherman_morrison_inverse(R[:30], None if sign < 0 else n * lam, sign=sign,
+                                       start=start if sign < 0 else None)
+    # one check of the removals at the end, none for additions (was one per row)
+    assert len(syncs.calls) == (1 if sign < 0 else 0)
+    R_, lam_ = R.numpy(), lam.numpy()
+    M = (R_.T @ R_ + np.diag(n * lam_)) if sign < 0 else np.diag(n * lam_)
+    M = M + sign * R_[:30].T @ R_[:30]
+    assert _rel(out, np.linalg.inv(M)) < 1e-8
+
+
+def test_sherman_morrison_still_refuses_rows_never_added(problem):
+    R, lam, n = problem
+    start = sherman_morrison_inverse(R, n * lam)
+    with pytest.raises(ValueError, match="not positive definite"):
+        sherman_morrison_inverse(R * 10, None, sign=-1.0, start=start)
+
+
+def _ill_conditioned_rows(dtype, seed=0, m=200, d=2000):
+    """Rows dominated by a few directions, far above the damping (as a trained net's
+    gradients): the low-rank operator's solve cancels terms ~1e6 times its result."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(20, d, generator=g, dtype=torch.float64)
+    scales = torch.logspace(0, -2, 20, dtype=torch.float64)
+    U = (torch.randn(m + 10, 20, generator=g, dtype=torch.float64) * scales) @ basis
+    U = U + 0.01 * torch.randn(m + 10, d, generator=g, dtype=torch.float64)
+    return U[:m].to(dtype), U[m:].to(dtype), torch.full((d,), 1e-4, dtype=dtype)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_float32_low_rank_downdate_accepts_its_own_rows(seed):
+    """Regression: in float32 two successive downdates of legitimate rows were refused as
+    'not positive definite' (the capacitance system U M^{-1} U^T lost every digit); it is
+    formed in float64 now, and rows that were never added are still refused."""
+    U64, other64, lam64 = _ill_conditioned_rows(torch.float64, seed)
+    U, other, lam = U64.float(), other64.float(), lam64.float()
+    m = U.shape[0]
+    op = build_operator("woodbury", U, m, lam)
+    down = op.downdate(U[:10], 10).downdate(U[10:20], 10)
+    assert down.dtype == torch.float32 and down.n == m - 20
+    # the float64 construction of the same operator, and the exact matrix it stands for
+    ref = build_operator("woodbury", U64, m, lam64).downdate(U64[:10], 10).downdate(U64[10:20],
+                                                                                     10)
+    v = torch.randn(U.shape[1], generator=torch.Generator().manual_seed(seed + 10),
+                    dtype=torch.float64)
+    rest = U64[20:]
+    exact = torch.linalg.solve((rest.T @ rest + torch.diag(lam64 * m)) / (m - 20), v)
+    assert _rel(ref.solve(v), exact) < 1e-3
+    assert _rel(down.solve(v.float()).double(), exact) < 1e-2
+    for rows in (other, torch.cat([U[:10], U[:10]])):  # never added / removed twice
+        with pytest.raises(ValueError, match="not positive definite"):
+            down.downdate(rows if rows is other else U[:10], 10)
+
+
+_PEAK_SCRIPT = r"""
+import resource, sys, torch
+sys.path.insert(0, {root!r})
+from sklearn_ssse._curvature import OperatorBuilder
+torch.set_num_threads(1)
+m, d = 1024, 25000
+torch.randn(256, d)  # allocator warm-up
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+builder = OperatorBuilder("woodbury", d, torch.float32, torch.device("cpu"))
+for a in range(0, m, 256):
+    builder.add_rows(torch.randn(256, d))
+op = builder.finalize(m, torch.full((d,), 1e-3), scale=2.0)
+peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+print(peak / op.nbytes)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss in KiB on Linux")
+def test_woodbury_build_keeps_one_copy_of_its_rows():
+    """Regression: the low-rank build held the rows ~3 times (the chunks, their concatenation,
+    the scaled copy, then Y); now the operator's rows are the only copy. Peak resident memory
+    of a fresh interpreter (tracemalloc does not see torch's allocations)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT.format(root=root)], env=env,
+                         capture_output=True, text=True, check=True)
+    ratio = float(out.stdout.strip().splitlines()[-1])
+    assert ratio < 1.6, f"peak {ratio:.2f}x the operator"

@@ -108,7 +108,7 @@ def test_memory_budget_decides_auto_and_refuses_up_front():
     Xb, yb = _data(load_breast_cancer)
     low = UnlearnableClassifier(LR, memory_budget="9000B", fisher_max_samples=5).fit(Xb, yb)
     assert low.inverse_ == "woodbury"
-    assert low.config_.estimated_memory == (4 * 5 * 31 + 5 * 5) * 8 <= 9000
+    assert low.config_.estimated_memory == (2 * 5 * 31 + 5 * 5) * 8 <= 9000
     with pytest.raises(ValueError, match=r"no inverse fits memory_budget=.*dense 15 KiB"):
         UnlearnableClassifier(LR, memory_budget=1000).fit(Xb, yb)
     with pytest.raises(ValueError, match=r"inverse='dense' for 42 parameters needs about "

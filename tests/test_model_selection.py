@@ -229,7 +229,7 @@ def test_grid_search_snippet_agrees_with_the_sweep_and_counts_fits(cancer, tmp_p
     CountingLR.n_fits = 0
     cached = _search(Memory(tmp_path, verbose=0)).fit(X, y)
     assert CountingLR.n_fits == 1 + 3
-    assert _cache_entries(tmp_path) == {"_fit_and_build": 1, "_fit_reference": 3}
+    assert _cache_entries(tmp_path) == {"_fit_and_build_portable": 1, "_fit_reference": 3}
     clear_reference_cache()
     CountingLR.n_fits = 0
     _search(Memory(tmp_path, verbose=0)).fit(X, y)

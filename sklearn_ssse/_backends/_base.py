@@ -29,9 +29,18 @@ import numpy as np
 import torch
 
 
-def draw_labels(P: np.ndarray, u: np.ndarray) -> np.ndarray:
+def draw_labels(P, u):
     """Class indices drawn from the rows of ``P`` (probabilities, shape ``(n, C)``) by the
-    inverse CDF at the uniforms ``u`` (shape ``(n,)``): the same ``u`` gives the same draw."""
+    inverse CDF at the uniforms ``u`` (shape ``(n,)``): the same ``u`` gives the same draw.
+
+    ``P`` may be a NumPy array (result: NumPy) or a tensor (result: an int64 tensor on its
+    device, the CDF in float64 as for NumPy; ``u`` is moved there)."""
+    if isinstance(P, torch.Tensor):
+        P = P.to(torch.float64)
+        cdf = torch.cumsum(P, dim=1)
+        u = torch.as_tensor(np.asarray(u) if not torch.is_tensor(u) else u,
+                            dtype=torch.float64, device=P.device)
+        return torch.clamp((cdf < u[:, None] * cdf[:, -1:]).sum(1), max=P.shape[1] - 1)
     cdf = np.cumsum(P, axis=1)
     return np.minimum((cdf < np.asarray(u)[:, None] * cdf[:, -1:]).sum(1), P.shape[1] - 1)
 

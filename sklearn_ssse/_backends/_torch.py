@@ -44,6 +44,7 @@ validation set were never trained on; there is nothing to erase for them.  Recom
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import fnmatch
@@ -386,7 +387,15 @@ class TorchBackend(BaseBackend):
                 p.copy_(theta[s].view(p.shape).to(dtype=p.dtype, device=p.device))
 
     def with_parameters(self, theta: torch.Tensor):
-        """A deep copy of the net carrying ``theta``; the original net is untouched.
+        """A predicting copy of the net carrying ``theta``; the original net is untouched.
+
+        The copy is made attribute by attribute with one shared :func:`copy.deepcopy` memo,
+        on the net's device: ``theta``'s values go straight into the copied module (the
+        selected parameters are not copied and then overwritten), the copied optimizers start
+        with an empty state and reference the copied parameters, and nothing goes through
+        skorch's pickling (``copy.deepcopy(net)`` pickles the module and the optimizer state,
+        a device-to-host round trip, for every epsilon of a sweep). Training the copy further
+        starts its optimizer afresh.
 
         Parameters
         ----------
@@ -398,11 +407,23 @@ class TorchBackend(BaseBackend):
         net : skorch.NeuralNetClassifier
             The copy, ready to predict.
         """
-        net = copy.deepcopy(self.estimator)
-        clone = copy.copy(self)
-        clone.estimator = net
-        clone.set_parameters(theta)
-        return net
+        theta = torch.as_tensor(theta)
+        if theta.shape != (self.n_params,):
+            raise ValueError(f"theta has shape {tuple(theta.shape)}, expected ({self.n_params},)")
+        net = self.estimator
+        memo: dict = {}
+        with torch.no_grad():
+            for (_, p), s in zip(self._named_selected(), self._slices):
+                value = theta[s].reshape(p.shape).to(dtype=p.dtype, device=p.device, copy=True)
+                memo[id(p)] = torch.nn.Parameter(value, requires_grad=p.requires_grad)
+        state = vars(net)
+        for value in state.values():
+            if isinstance(value, torch.optim.Optimizer):
+                memo[id(value.state)] = collections.defaultdict(dict)
+        new = type(net).__new__(type(net))
+        # (object.__setattr__ semantics: skorch's __setattr__ hooks are for user settings)
+        vars(new).update({k: copy.deepcopy(v, memo) for k, v in state.items()})
+        return new
 
     def default_damping(self, n_samples: int) -> torch.Tensor:
         """Mean-form damping: the optimizer's weight decay per parameter (see class Notes).
@@ -602,9 +623,37 @@ class TorchBackend(BaseBackend):
     def ggn_sample_rows(self, X, u, y=None) -> torch.Tensor:
         """Gradients at labels drawn from the net's ``p(.|x)`` (see the base class), shape
         ``(n, 1, n_params)``; one per-sample gradient per row instead of ``C`` GGN rows."""
-        with self._eval_mode():
-            P = np.asarray(self.estimator.predict_proba(np.asarray(X)), dtype=np.float64)
-        return self.curvature_rows(X, draw_labels(P, u).astype(np.int64), "empirical_fisher")
+        labels = draw_labels(self.predict_proba_tensor(X), u)  # on the net's device
+        return self.curvature_rows(X, labels, "empirical_fisher")
+
+    def predict_proba_tensor(self, X) -> torch.Tensor:
+        """The net's class probabilities of ``X`` as a tensor on its device (eval mode, in
+        chunks of :attr:`chunk_size`), as skorch's ``predict_proba`` computes them (a softmax of
+        the logits for ``CrossEntropyLoss``, the module's output for ``NLLLoss``) without the
+        round trip through NumPy.
+
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n, ...)
+
+        Returns
+        -------
+        P : torch.Tensor of shape (n, n_classes)
+        """
+        X = X if torch.is_tensor(X) else torch.as_tensor(np.asarray(X))
+        X = X.to(self.device)
+        parts = []
+        with self._eval_mode(), torch.no_grad():
+            module = self.estimator.module_  # (a compiled wrapper runs as trained)
+            for a in range(0, X.shape[0], self.chunk_size):
+                out = module(X[a:a + self.chunk_size])
+                if isinstance(out, (tuple, list)):
+                    out = out[0]
+                out = out.reshape(out.shape[0], -1)
+                parts.append(out if self._nll else torch.softmax(out, dim=-1))
+        if not parts:
+            return torch.empty((0, self.n_classes_), device=self.device)
+        return torch.cat(parts)
 
     def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
         """Factor rows of the curvature, shape ``(n, q, n_params)``.

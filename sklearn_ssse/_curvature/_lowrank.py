@@ -57,12 +57,13 @@ class Woodbury(FactorRowKind):
 
     @classmethod
     def estimate_memory(cls, backend, config, n=None):
-        # about four copies of the m x d factor rows (accumulated, concatenated, scaled, solved)
-        # plus the m x m system per block
+        # the m x d factor rows the operator holds (scaled and solved in place) plus the pieces
+        # being accumulated: at most two copies (measured peak 1.0-1.14x the operator,
+        # benchmarks/results/torch_memory.md), plus the m x m system per block
         m = cls.max_samples(config, n)
         m = _terms(config, m if m is not None else n, n)
         widths = cls.widths(backend, config)
-        return (4 * m * backend.n_params + len(widths) * m * m) * item_size(backend)
+        return (2 * m * backend.n_params + len(widths) * m * m) * item_size(backend)
 
 
 class ShermanMorrison(FactorRowKind):

@@ -308,12 +308,15 @@ class LowRankCorrected(CurvatureOperator):
         self.signs = list(signs) if signs is not None else None
 
     @classmethod
-    def extend(cls, op: CurvatureOperator, U: torch.Tensor, sign: float, n: int
-               ) -> CurvatureOperator:
+    def extend(cls, op: CurvatureOperator, U: torch.Tensor, sign: float, n: int,
+               consume: bool = False) -> CurvatureOperator:
         """``op`` with ``sign * U^T U`` added to its sum form, averaging over ``n`` samples.
 
         Returns a :class:`LowRankCorrected`, or a refactored :class:`DenseCholesky` when ``op`` is
         dense and the total correction rank would exceed ``REFACTOR_RATIO`` of the dimension.
+        ``consume=True`` lets it overwrite ``U`` (the caller's own rows): on a diagonal base
+        ``Y = diag^{-1} U^T`` is then computed in ``U``'s memory, so the operator's rows are the
+        only copy (the build's peak is one ``k x d`` matrix, not three).
 
         Raises
         ------
@@ -332,14 +335,33 @@ class LowRankCorrected(CurvatureOperator):
             M = op.matrix()
             M.addmm_(U.T, U, alpha=sign)
             return DenseCholesky.from_matrix(M, n, downdate=sign < 0)
-        Y = op.solve_sum(U.T)  # d x k
-        S = U @ Y
+        # a downdate of a low-precision low-rank operator: U M^{-1} U^T cancels large terms
+        # (rows far above the damping), so float32 rounding can make legitimate rows look
+        # indefinite; its capacitance system is then formed and solved in float64
+        low = op.dtype != torch.float64
+        wide = _wide_solve_sum(op, U.T) if sign < 0 and low else None
+        if wide is not None:
+            Y = wide
+            S = U.to(torch.float64) @ Y
+        elif consume and isinstance(op, DiagonalOperator) and not U.requires_grad:
+            # S = U D^{-1} U^T from U and the scaled rows, then Y = D^{-1} U^T in U's memory
+            S = _wide_product(U, U.T, scale=op.diag_sum, dtype=torch.float64 if low else None)
+            Y = U.div_(op.diag_sum).T
+        else:
+            Y = op.solve_sum(U.T)  # d x k
+            S = _wide_product(U, Y) if low and isinstance(op, DiagonalOperator) else U @ Y
         S = 0.5 * (S + S.T)
         S.diagonal().add_(sign)
         if sign < 0 and int(torch.linalg.cholesky_ex(-S)[1]) != 0:
             # M - U^T U is positive definite iff I - U M^{-1} U^T is
             raise ValueError(_INDEFINITE)
         W = -torch.linalg.inv(S)
+        if wide is not None:
+            Y = Y.to(op.dtype)
+        if not (low and isinstance(base, DiagonalOperator)):
+            W = W.to(op.dtype)
+        # else W (k x k, small) stays in float64: M^{-1} = D^{-1} + sum Y W Y^T cancels
+        # large terms, and a float32 W would make the next downdate's test meaningless
         if stacked:
             Us = op.Us + [U] if op.Us is not None else None
             signs = op.signs + [float(sign)] if op.signs is not None else None
@@ -360,7 +382,12 @@ class LowRankCorrected(CurvatureOperator):
     def solve_sum(self, V):
         out = self.base.solve_sum(V)
         for Y, W in zip(self.Ys, self.Ws):
-            out = out + Y @ (W @ (Y.T @ V))
+            T = Y.T @ V
+            if W.dtype != T.dtype:  # a float64 capacitance of a low-precision operator
+                T = (W @ T.to(W.dtype)).to(T.dtype)
+            else:
+                T = W @ T
+            out = out + Y @ T
         return out
 
     def matrix(self):
@@ -391,6 +418,60 @@ class LowRankCorrected(CurvatureOperator):
         Us = [fn(U) for U in self.Us] if self.Us is not None else None
         return LowRankCorrected(self.base._map(fn), [fn(Y) for Y in self.Ys],
                                 [fn(W) for W in self.Ws], self.n, Us, self.signs)
+
+
+#: numbers per piece of the float64 products below (bounds their temporaries: 32 MiB)
+_WIDE_CHUNK = 1 << 22
+
+
+def _pieces(d: int, width: int) -> range:
+    """Starts of the pieces of ``d`` parameters, ``_WIDE_CHUNK // width`` at a time."""
+    return range(0, d, max(1, _WIDE_CHUNK // max(1, width)))
+
+
+def _wide_solve_sum(op: CurvatureOperator, V: torch.Tensor) -> torch.Tensor | None:
+    """``M^{-1} V`` in float64 for a low-precision low-rank operator (a diagonal base with
+    Woodbury corrections, ``inverse="woodbury"``), or ``None`` for any other operator.
+
+    The stored factors are read in pieces of ``_WIDE_CHUNK`` parameters and widened piece by
+    piece, so the extra memory is ``O(_WIDE_CHUNK * rank)`` plus the ``d x k`` result, not a
+    float64 copy of the operator.
+    """
+    if isinstance(op, DiagonalOperator):
+        base, corrections = op, []
+    elif isinstance(op, LowRankCorrected) and isinstance(op.base, DiagonalOperator):
+        base, corrections = op.base, list(zip(op.Ys, op.Ws))
+    else:
+        return None
+    f64 = torch.float64
+    V = V.to(f64)
+    out = V / base.diag_sum.to(f64)[:, None]
+    d = out.shape[0]
+    for Y, W in corrections:
+        T = torch.zeros((Y.shape[1], V.shape[1]), dtype=f64, device=V.device)
+        step = _pieces(d, Y.shape[1]).step
+        for a in range(0, d, step):
+            T.addmm_(Y[a:a + step].to(f64).T, V[a:a + step])
+        Z = W.to(f64) @ T
+        for a in range(0, d, step):
+            out[a:a + step].addmm_(Y[a:a + step].to(f64), Z)
+    return out
+
+
+def _wide_product(A: torch.Tensor, B: torch.Tensor, scale: torch.Tensor | None = None,
+                  dtype=torch.float64) -> torch.Tensor:
+    """``A (diag(scale)^{-1} B)`` (``(k, d) @ (d, r)``) accumulated in ``dtype`` (default float64;
+    ``None``: ``A``'s), ``_WIDE_CHUNK`` of ``d`` at a time (no full-size temporary)."""
+    dtype = A.dtype if dtype is None else dtype
+    out = torch.zeros((A.shape[0], B.shape[1]), dtype=dtype, device=A.device)
+    pieces = _pieces(A.shape[1], A.shape[0] + B.shape[1])
+    for a in pieces:
+        b = a + pieces.step
+        Bc = B[a:b].to(dtype)
+        if scale is not None:
+            Bc = Bc / scale[a:b, None].to(dtype)
+        out.addmm_(A[:, a:b].to(dtype), Bc)
+    return out
 
 
 class BlockDiagonal(CurvatureOperator):
@@ -623,12 +704,18 @@ def sherman_morrison_inverse(rows: torch.Tensor, diag_sum: torch.Tensor | None, 
     implementation and benchmark baseline (``inverse="sherman_morrison"``).
     """
     A = start.clone() if start is not None else torch.diag(1.0 / diag_sum)
+    # the denominators stay on the device: no host synchronisation per row (a GPU would wait
+    # for every row); a removal is checked once, at the end (A is a copy: nothing escapes)
+    ok = torch.ones((), dtype=torch.bool, device=A.device)
     for u in rows:
         Au = (A @ u).unsqueeze(1)
-        denom = 1.0 + sign * float(u @ Au)
-        if sign < 0 and not denom > 0:
-            raise ValueError(_INDEFINITE)
-        A.addmm_(Au, Au.T, alpha=-sign / denom)  # (torch's addr_ is ~100x slower on CPU)
+        denom = 1.0 + sign * (u @ Au)
+        if sign < 0:
+            ok &= (denom > 0).all()
+        # (torch's addr_ is ~100x slower on CPU than a rank-1 addmm_)
+        A.addmm_(Au * (-sign / denom), Au.T)
+    if sign < 0 and not bool(ok):
+        raise ValueError(_INDEFINITE)
     return A
 
 
@@ -741,17 +828,39 @@ class OperatorBuilder:
                 A.diagonal().add_(diag_sum[s])
                 return DenseCholesky.from_matrix(A, n)
             width = s.stop - s.start
-            parts = [R[:, s] for R in self._rows]
-            U = (torch.cat(parts, 0) if parts
-                 else torch.zeros((0, width), dtype=self.dtype, device=self.device))
+            whole = len(self.slices) == 1
+            parts = [R if whole else R[:, s] for R in self._rows]
+            if whole:  # the chunks are not needed once concatenated: free them as we go
+                self._rows = []
+            # rows the builder made itself may be overwritten; a single chunk may be the
+            # caller's own tensor (add_rows keeps it without a copy)
+            owned = True
+            if len(parts) == 1 and whole:
+                U = parts.pop()
+                owned = False
+            elif parts:
+                U = torch.empty((sum(p.shape[0] for p in parts), width), dtype=self.dtype,
+                                device=self.device)
+                a = 0
+                while parts:
+                    part = parts.pop(0)
+                    U[a:a + part.shape[0]] = part
+                    a += part.shape[0]
+                    del part
+            else:
+                U = torch.zeros((0, width), dtype=self.dtype, device=self.device)
             if scale != 1.0:
-                U = U * root
+                U = U.mul_(root) if owned else U * root
+                owned = True
             if self.kind == "woodbury":
                 base = diag_sum[s]
                 if diagonal is not None:
-                    missing = diagonal[s].to(dtype=self.dtype, device=self.device) - (U * U).sum(0)
+                    # column sums of squares without a squared copy of the rows
+                    sq = torch.linalg.vector_norm(U, dim=0).square_()
+                    missing = diagonal[s].to(dtype=self.dtype, device=self.device) - sq
                     base = base + missing.clamp(min=0)
-                return LowRankCorrected.extend(DiagonalOperator(base, n), U, 1.0, n)
+                return LowRankCorrected.extend(DiagonalOperator(base, n), U, 1.0, n,
+                                               consume=owned)
             if not bool(torch.all(diag_sum[s] > 0)):
                 raise ValueError("the Sherman-Morrison recursion needs a strictly positive damping "
                                  "on every parameter; pass damping=<float> > 0")

@@ -243,6 +243,11 @@ class _Context:
         self.X_H, self.y_H = X[~found], y[~found]
         self.theta = clf.get_parameters()
         delta = clf._direction(self.X_S, self.y_S, transformed=True)  # rows of X_fit_
+        # a net's direction stays a tensor on its device: every epsilon's parameters are
+        # formed there (no round trip through NumPy per epsilon)
+        self._device_step = None
+        if hasattr(delta, "detach"):
+            self._device_step = (clf.backend_.get_parameters(), delta.detach())
         self.delta = delta.detach().cpu().numpy() if hasattr(delta, "detach") else np.asarray(delta)
         self.original = clf.estimator_
         self.remaining = np.asarray(clf.fit_mask_, dtype=bool).copy()
@@ -264,6 +269,9 @@ class _Context:
                     "(ForgetSplit(strategy='class', forget_size < 1)).")
 
     def unlearned(self, epsilon: float):
+        if self._device_step is not None:
+            theta, delta = self._device_step
+            return self.clf.with_parameters(theta + float(epsilon) * delta.to(theta.dtype))
         theta = self.theta + float(epsilon) * self.delta.astype(self.theta.dtype, copy=False)
         return self.clf.with_parameters(theta)
 
