@@ -567,7 +567,12 @@ def make_unlearning_scorer(kind: str, *, metric: str = "log_loss", attack: str =
           than twice as far from the reference as the original does (``r_R > 2``; a huge
           epsilon gives ``r_R`` in the hundreds or thousands), always scores below
           ``epsilon = 0``, however well it fits ``S``. On a class removal this is what stops the
-          overshoot that scores on ``S`` alone reward.
+          overshoot that scores on ``S`` alone reward. It is the default of
+          :func:`~sklearn_ssse.model_selection.epsilon_sweep` for nets.
+          In both prediction scorers, a row where the unlearned model's probabilities are not
+          finite (an epsilon that overflows a net) counts as the largest KL the ``1e-12``
+          clipping allows, ``-log(1e-12)``, so such an epsilon ranks below every finite model
+          instead of stopping the sweep.
         - ``"certificate"``: ``-c(hat) / c(orig)`` with ``c`` the certificate of
           :meth:`~sklearn_ssse.UnlearnableClassifier.certify` on the rows that remain without
           ``S`` (``||grad J_{D\\S}|| / mu``): no reference model is retrained, so it costs one
