@@ -206,6 +206,8 @@ def epsilon_sweep(estimator, X, y, *, epsilons=None, scoring=None, cv=None,
     param = _epsilon_param(estimator)
 
     splits = list(cv.split(X, y))
+    if not splits:
+        raise ValueError("cv yielded no split.")
     n_eps, n_splits = len(epsilons), len(splits)
     scores: dict[str, np.ndarray] = {}
     fit_times = np.zeros(n_splits)
