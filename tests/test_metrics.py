@@ -761,3 +761,95 @@ def test_scorers_never_return_nan(noisy, scorer):
             assert not np.isnan(scores).any()
     scores = scorer.score_epsilons(clf, X[test], y[test], [0.0, 1.0, 1e3])
     assert np.all(np.isfinite(scores))
+
+
+# ============================================================================ nets
+@pytest.fixture(scope="module")
+def digits_net_fitted():
+    """The small skorch MLP of ``tests/_nets.py`` (built without ``classes=``) under SSSE."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    from _nets import digits_net, digits_split
+
+    torch.set_num_threads(1)
+    X, _, y, _ = digits_split()
+    torch.manual_seed(0)
+    clf = UnlearnableClassifier(digits_net(), keep_training_data=True, random_state=0).fit(X, y)
+    return X, y, clf
+
+
+@pytest.mark.parametrize("strategy", ["random", "class"])
+def test_forget_retain_ranks_zero_above_a_wrecking_epsilon_on_a_net(digits_net_fitted, strategy):
+    X, y, clf = digits_net_fitted
+    if strategy == "random":
+        S = np.random.default_rng(0).choice(len(X), 60, replace=False)
+    else:   # a whole class: the net was built without classes= (issue 12, item 6)
+        S = np.flatnonzero(y == 3)
+    eps = [0.0, 1e4]
+    fr = forget_retain_scorer.score_epsilons(clf, X[S], y[S], eps)
+    assert fr[0] == -1.0 and fr[1] < fr[0]
+    # the wrecked net predicts nearly one class everywhere, far below the retrained net
+    delta = clf.forget_direction(X[S], y[S]).cpu().numpy()
+    wrecked = clf.with_parameters(clf.get_parameters() + 1e4 * delta)
+    assert wrecked.score(X, y) < 0.5
+    # the log-loss similarity ratio on S alone prefers the wrecked net to the original
+    sim = similarity_ratio_scorer.score_epsilons(clf, X[S], y[S], eps)
+    assert sim[1] > sim[0]
+
+
+def test_class_removal_reference_keeps_the_output_layout_of_a_net(digits_net_fitted):
+    """Regression: a net built without ``classes=`` retrained without class 3 reported 9
+    classes for 10 probability columns ("probabilities of shape (n, 10) ... 9 classes")."""
+    X, y, clf = digits_net_fitted
+    S = np.flatnonzero(y == 3)
+    cv = ForgetSplit(n_splits=1, strategy="class", forget_class=3, forget_size=1.0,
+                     random_state=0)
+    search = GridSearchCV(clf, {"epsilon": [0.0, 1.0]}, cv=cv,
+                          scoring=forget_retain_scorer, refit=False, error_score="raise")
+    search.fit(X, y)
+    assert search.cv_results_["mean_test_score"][0] == -1.0
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    keep = np.setdiff1d(np.arange(len(y)), S)
+    ref = clf.backend_.reference_estimator(clone(clf.estimator))
+    np.testing.assert_array_equal(ref.classes, np.arange(10))
+    import torch
+
+    torch.manual_seed(0)
+    ref.fit(X[keep], y[keep])
+    proba = ref.predict_proba(X[:50])
+    assert proba.shape == (50, 10) and list(ref.classes_) == list(range(10))
+    # predict maps output columns to the right labels (argmax column = label)
+    np.testing.assert_array_equal(ref.predict(X[:50]), proba.argmax(axis=1))
+    # without the fix skorch names 9 classes for the 10 outputs: the defect reproduced
+    bare = clone(clf.estimator)
+    torch.manual_seed(0)
+    bare.fit(X[keep], y[keep])
+    assert len(bare.classes_) == 9 and bare.predict_proba(X[:5]).shape[1] == 10
+
+
+def test_prediction_scorers_never_nan_on_a_diverged_net(digits_net_fitted):
+    """An epsilon that overflows the net (non-finite probabilities) is scored as the largest
+    divergence the clipping allows, not NaN and not an error that stops the sweep."""
+    X, y, clf = digits_net_fitted
+    S = np.random.default_rng(0).choice(len(X), 60, replace=False)
+    huge = 1e38
+    delta = clf.forget_direction(X[S], y[S]).cpu().numpy()
+    with np.errstate(all="ignore"):
+        hat = clf.with_parameters(clf.get_parameters() + huge * delta)
+    with np.errstate(all="ignore"):
+        assert not np.isfinite(hat.predict_proba(X[S])).all()   # the net did diverge
+    for scorer in (forget_retain_scorer, make_unlearning_scorer("prediction_distance")):
+        s = scorer.score_epsilons(clf, X[S], y[S], [0.0, 1.0, huge])
+        assert np.isfinite(s).all() and s[2] < s[0] and s[2] < s[1]
+
+
+def test_mean_kl_of_diverged_rows_is_the_clipping_bound():
+    from sklearn_ssse.metrics._metrics import _KL_CLIP, _mean_kl
+
+    p = np.array([[0.5, 0.5], [0.9, 0.1]])
+    q = np.array([[0.5, 0.5], [np.nan, np.nan]])
+    classes = [np.array([0, 1])]
+    with pytest.raises(ValueError, match="not finite"):
+        _mean_kl(([p], classes), ([q], classes))
+    assert _mean_kl(([p], classes), ([q], classes), diverged="max") == pytest.approx(
+        -np.log(_KL_CLIP) / 2)

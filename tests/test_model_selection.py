@@ -1,5 +1,6 @@
 """Tests of ForgetSplit, the epsilon sweep, GridSearchCV tuning with caching, and row location."""
 
+import copy
 import time
 from collections import Counter
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from joblib import Memory
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -349,3 +351,65 @@ def test_sweep_and_grid_search_on_a_pipeline():
     assert res.cv_results["params"][0] == {"unlearnableclassifier__epsilon": 0.1}
     assert np.array_equal(search.cv_results_["mean_test_score"],
                           res.cv_results["mean_test_similarity_ratio"])
+
+
+# ============================================================================ nets
+@pytest.fixture(scope="module")
+def digits_nets():
+    """Digits split, and the small skorch MLP fitted on the training part (SSSE, auto inverse)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("skorch")
+    from _nets import digits_net, digits_split
+
+    torch.set_num_threads(1)
+    X, X_test, y, y_test = digits_split()
+    torch.manual_seed(0)
+    clf = UnlearnableClassifier(digits_net(), keep_training_data=True, random_state=0).fit(X, y)
+    return X, X_test, y, y_test, clf, digits_net
+
+
+def test_sweep_default_scoring_follows_the_model_family(cancer, digits_nets):
+    X, _, y, _, clf, _ = digits_nets
+    cv = ForgetSplit(n_splits=1, forget_size=0.05, random_state=0)
+    lin = epsilon_sweep(UnlearnableClassifier(LogisticRegression(), keep_training_data=True),
+                        *cancer, epsilons=[0.0, 1.0], cv=cv)
+    assert lin.refit_metric == "similarity_ratio"
+    assert "mean_test_parameter_distance" in lin.cv_results
+    net = epsilon_sweep(clone(clf), X, y, epsilons=[0.0, 1.0], cv=cv)
+    assert net.refit_metric == "forget_retain"
+    assert "mean_test_similarity_ratio" in net.cv_results
+    assert net.cv_results["mean_test_forget_retain"][0] == -1.0    # epsilon = 0: the original
+    with pytest.raises(ValueError, match="refit='parameter_distance'"):
+        epsilon_sweep(clone(clf), X, y, epsilons=[0.0], cv=cv, refit="parameter_distance")
+
+
+@pytest.mark.parametrize("strategy", ["random", "class"])
+def test_tuned_epsilon_on_a_net_costs_at_most_two_points_of_test_accuracy(digits_nets, strategy):
+    """Tune epsilon with the default scorer on the training data only, then forget a new set
+    and compare with the net retrained without it on the untouched test rows (issue 12, 5)."""
+    import torch
+
+    X, X_test, y, y_test, clf, digits_net = digits_nets
+    eps = np.concatenate([[0.0], np.logspace(-2, 4, 13)])
+    if strategy == "random":
+        cv = ForgetSplit(n_splits=2, forget_size=0.05, random_state=0)
+        S = np.random.default_rng(1).choice(len(X), 60, replace=False)
+        kept = np.ones(len(y_test), dtype=bool)
+    else:   # the class to remove at evaluation is never one tuned on
+        cv = ForgetSplit(n_splits=2, strategy="class", forget_size=1.0, random_state=0)
+        tuned = {int(y[test][0]) for _, test in cv.split(X, y)}
+        c = min(set(range(10)) - tuned)
+        S = np.flatnonzero(y == c)
+        kept = y_test != c
+    sweep = epsilon_sweep(clone(clf), X, y, epsilons=eps, cv=cv)
+    assert sweep.refit_metric == "forget_retain"
+    unlearned = copy.deepcopy(clf).forget(X[S], y[S], epsilon=sweep.best_epsilon)
+    keep = np.setdiff1d(np.arange(len(y)), S)
+    torch.manual_seed(0)
+    retrained = digits_net(classes=np.arange(10)).fit(X[keep], y[keep])
+    acc_hat = unlearned.score(X_test[kept], y_test[kept])
+    acc_re = retrained.score(X_test[kept], y_test[kept])
+    assert acc_hat >= acc_re - 0.02, (sweep.best_epsilon, acc_hat, acc_re)
+    # the sweep itself ranks the wrecking end of the grid below epsilon = 0
+    fr = sweep.cv_results["mean_test_forget_retain"]
+    assert np.all(fr[-3:] < fr[0])

@@ -66,6 +66,9 @@ class BaseBackend(ABC):
     #: the estimator shows its fitted vectors (``theta_fit_``, ``damping_``, the erasure
     #: direction) as NumPy arrays (linear models) rather than tensors (nets)
     public_numpy: bool = False
+    #: names of the unlearning scorers :func:`~sklearn_ssse.model_selection.epsilon_sweep`
+    #: uses when given ``scoring=None`` (the first one selects epsilon)
+    default_scoring: tuple[str, ...] = ("similarity_ratio", "parameter_distance")
 
     def __init__(self, estimator):
         self.estimator = estimator
@@ -192,6 +195,16 @@ class BaseBackend(ABC):
         place: its parameters shrink to those not in :meth:`feature_parameters`."""
         raise ValueError(f"{type(self).__name__} cannot remove input features: "
                          "preprocessing='update' needs a linear model")
+
+    def reference_estimator(self, template):
+        """``template`` (an unfitted clone of the inner estimator) set up to be retrained as the
+        reference of a forget: its outputs must keep the layout of the fitted estimator's
+        (the same class columns) even when the retained rows lack a class.
+
+        Default: ``template`` unchanged (the linear models name their classes from ``y``, and
+        the metrics align class columns by label).
+        """
+        return template
 
     def to_tensor(self, a) -> torch.Tensor:
         """``a`` as a tensor of the backend's dtype and device (no copy when possible)."""

@@ -196,6 +196,10 @@ class TorchBackend(BaseBackend):
     """
 
     input_dtype = np.float32
+    #: a net's parameters are no measure of forgetting (two retrains with different seeds are
+    #: as far apart as the original), and the similarity ratio keeps improving as a net is
+    #: wrecked: epsilon is selected on predictions, on the forget set *and* on kept rows
+    default_scoring = ("forget_retain", "similarity_ratio")
     #: mean-form damping for parameters the optimizer does not decay
     DEFAULT_DAMPING: float = 1e-4
 
@@ -287,6 +291,21 @@ class TorchBackend(BaseBackend):
         problem = _split_problem(getattr(estimator, "train_split", None))
         if problem is not None:
             raise ValueError(f"{problem}. {_SPLIT_ADVICE}")
+
+    def reference_estimator(self, template):
+        """``template`` with ``classes=`` set to the fitted net's classes when it has none.
+
+        A net built without ``classes=`` names its classes after the labels it was fitted on,
+        while its module keeps one output per class of the original problem: retrained without
+        a whole class it would report 9 classes for 10 probability columns (and ``predict``
+        would map output columns to the wrong labels). Fixing ``classes=`` keeps the output
+        layout of the original net; it changes nothing in training (skorch uses ``y`` as
+        class indices either way).
+        """
+        params = template.get_params(deep=False)
+        if "classes" in params and params["classes"] is None:
+            template = template.set_params(classes=np.asarray(self.estimator.classes_).copy())
+        return template
 
     def fit_indices(self, X, y) -> np.ndarray:
         """Indices of the rows of ``(X, y)`` the net trained on (outside its validation split).

@@ -554,8 +554,12 @@ def normalized_confusion_distance(y_true, unlearned, original, retrained, *, X=N
 _KL_CLIP = 1e-12
 
 
-def _proba_outputs(obj, X, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per-output probability matrices ``(n, K_j)`` and their classes, without ``y``."""
+def _proba_outputs(obj, X, labels, *, finite: bool = True
+                   ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per-output probability matrices ``(n, K_j)`` and their classes, without ``y``.
+
+    ``finite=False`` lets non-finite probabilities (a diverged model) through for
+    :func:`_mean_kl` with ``diverged="max"``; otherwise they raise a ``ValueError``."""
     out, classes = _model_proba(obj, X)
     if isinstance(out, (list, tuple)) and len(out) and all(np.ndim(p) == 2 for p in out):
         probas = [_to_numpy(p).astype(np.float64, copy=False) for p in out]
@@ -572,14 +576,22 @@ def _proba_outputs(obj, X, labels) -> tuple[list[np.ndarray], list[np.ndarray]]:
             raise ValueError(f"output {j}: probabilities of shape {p.shape} for {len(c)} classes.")
         if p.shape[0] == 0:
             raise ValueError("the set is empty: prediction distances need at least one row.")
-        if not np.all(np.isfinite(p)):
+        if finite and not np.all(np.isfinite(p)):
             raise ValueError(f"output {j}: the predicted probabilities are not finite (a diverged "
                              "model, e.g. an epsilon far too large for this model).")
     return probas, classes
 
 
-def _mean_kl(a: tuple, b: tuple) -> float:
-    """Mean over rows of ``KL(p_a || p_b)``, averaged over outputs (``_proba_outputs`` pairs)."""
+#: KL(p || q) of a row where q is not finite (a diverged model) under ``diverged="max"``: the
+#: largest value the clipping allows, ``-log(_KL_CLIP)`` (q = 1e-12 wherever p has its mass)
+_KL_MAX = float(-np.log(_KL_CLIP))
+
+
+def _mean_kl(a: tuple, b: tuple, *, diverged: str = "raise") -> float:
+    """Mean over rows of ``KL(p_a || p_b)``, averaged over outputs (``_proba_outputs`` pairs).
+
+    ``diverged="max"``: a row whose ``p_b`` is not finite counts as ``_KL_MAX``, the largest
+    divergence the clipping allows (farther than any finite model), instead of NaN."""
     (Pa, ca), (Pb, cb) = a, b
     if len(Pa) != len(Pb):
         raise ValueError(f"the models have different numbers of outputs: {len(Pa)} and {len(Pb)}.")
@@ -589,10 +601,18 @@ def _mean_kl(a: tuple, b: tuple) -> float:
             raise ValueError(f"output {j}: {Pa[j].shape[0]} and {Pb[j].shape[0]} rows.")
         classes = np.unique(np.concatenate([np.asarray(ca[j]), np.asarray(cb[j])]))
         p = np.clip(_align(Pa[j], np.asarray(ca[j]), classes), _KL_CLIP, None)
-        q = np.clip(_align(Pb[j], np.asarray(cb[j]), classes), _KL_CLIP, None)
+        q = _align(Pb[j], np.asarray(cb[j]), classes)
+        bad = ~np.isfinite(q).all(axis=1)
+        if bad.any():
+            if diverged != "max":
+                raise ValueError(f"output {j}: the predicted probabilities are not finite.")
+            q = np.where(bad[:, None], 1.0, q)
+        q = np.clip(q, _KL_CLIP, None)
         p /= p.sum(axis=1, keepdims=True)
         q /= q.sum(axis=1, keepdims=True)
-        kls.append(float(np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1))))
+        row = np.sum(p * (np.log(p) - np.log(q)), axis=1)
+        row[bad] = _KL_MAX
+        kls.append(float(np.mean(row)))
     return max(0.0, float(np.mean(kls)))  # KL >= 0; clamp rounding below 0
 
 

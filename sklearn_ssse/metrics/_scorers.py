@@ -150,9 +150,11 @@ def _reference(clf, remaining: np.ndarray, digest: str):
     The unfitted constructor estimator, not ``estimator_``: a skorch net given a module
     *instance* would otherwise start from the trained weights.  For a Pipeline, its last step
     on the kept (transformed) rows: the reference of a forget with frozen preprocessing.
-    ``class_weight="balanced"`` keeps the weights of the fit (:func:`_with_fit_class_weight`)."""
+    ``class_weight="balanced"`` keeps the weights of the fit (:func:`_with_fit_class_weight`);
+    the backend keeps the fitted estimator's output layout (a net's ``classes=``)."""
     template = clf.estimator[-1] if isinstance(clf.estimator, Pipeline) else clf.estimator
     template = _with_fit_class_weight(clone(template), clf.estimator_)
+    template = clf.backend_.reference_estimator(template)  # keeps the output layout (classes)
     key = joblib.hash((clone(template), digest, np.packbits(remaining)))
     with _lock:
         if key in _references:
@@ -366,12 +368,17 @@ def _score_membership_inference(scorer, ctx, epsilon, cache) -> float:
 
 
 def _kl_to_reference(ctx: _Context, X, key: str, cache: dict, epsilon: float) -> float:
-    """``KL(re || hat) / KL(re || orig)`` on rows ``X`` (reference outputs cached under key)."""
+    """``KL(re || hat) / KL(re || orig)`` on rows ``X`` (reference outputs cached under key).
+
+    A row where the unlearned model's probabilities are not finite (an epsilon large enough to
+    overflow the net) counts as the largest divergence the clipping allows: such an epsilon
+    scores below every finite model instead of failing the whole sweep."""
     if key not in cache:
         re = _proba_outputs(ctx.retrained, X, None)
         cache[key] = (re, _mean_kl(re, _proba_outputs(ctx.original, X, None)))
     re, to_original = cache[key]
-    return _kl_ratio(_mean_kl(re, _proba_outputs(ctx.unlearned(epsilon), X, None)), to_original)
+    hat = _proba_outputs(ctx.unlearned(epsilon), X, None, finite=False)
+    return _kl_ratio(_mean_kl(re, hat, diverged="max"), to_original)
 
 
 def _score_prediction_distance(scorer, ctx, epsilon, cache) -> float:
@@ -568,7 +575,12 @@ def make_unlearning_scorer(kind: str, *, metric: str = "log_loss", attack: str =
           than twice as far from the reference as the original does (``r_R > 2``; a huge
           epsilon gives ``r_R`` in the hundreds or thousands), always scores below
           ``epsilon = 0``, however well it fits ``S``. On a class removal this is what stops the
-          overshoot that scores on ``S`` alone reward.
+          overshoot that scores on ``S`` alone reward. It is the default of
+          :func:`~sklearn_ssse.model_selection.epsilon_sweep` for nets.
+          In both prediction scorers, a row where the unlearned model's probabilities are not
+          finite (an epsilon that overflows a net) counts as the largest KL the ``1e-12``
+          clipping allows, ``-log(1e-12)``, so such an epsilon ranks below every finite model
+          instead of stopping the sweep.
         - ``"certificate"``: ``-c(hat) / c(orig)`` with ``c`` the certificate of
           :meth:`~sklearn_ssse.UnlearnableClassifier.certify` on the rows that remain without
           ``S`` (``||grad J_{D\\S}|| / mu``): no reference model is retrained, so it costs one

@@ -27,10 +27,21 @@ __all__ = ["epsilon_sweep", "plot_epsilon_sweep"]
 DEFAULT_EPSILONS = np.logspace(-2, 1, 13)
 
 
-def _check_scoring(scoring) -> dict[str, Callable]:
-    if scoring is None:
+def _default_scoring(fitted) -> dict[str, Callable]:
+    """The default scorers of the fitted estimator's model family (its backend's
+    ``default_scoring``): for linear models the similarity ratio and the parameter distance,
+    for nets ``forget_retain`` first (see :func:`epsilon_sweep`)."""
+    clf = fitted[-1] if isinstance(fitted, Pipeline) else fitted
+    names = getattr(getattr(clf, "backend_", None), "default_scoring", None)
+    if names is None:
         return {"similarity_ratio": similarity_ratio_scorer,
                 "parameter_distance": parameter_distance_scorer}
+    return {name: make_unlearning_scorer(name) for name in names}
+
+
+def _check_scoring(scoring) -> dict[str, Callable] | None:
+    if scoring is None:
+        return None  # the model family's default, known once a split is fitted
     if isinstance(scoring, str):
         scoring = [scoring]
     if callable(scoring):
@@ -48,6 +59,15 @@ def _check_scoring(scoring) -> dict[str, Callable]:
             raise ValueError(f"unknown scorer name {name!r}; known: {_KINDS}.")
         out[name] = make_unlearning_scorer(name)
     return out
+
+
+def _check_refit(refit, names: list[str]) -> str:
+    """The name of the scorer that selects epsilon (``True``/``False``: the first)."""
+    if refit is True or refit is False:
+        return names[0]
+    if refit in names:
+        return refit
+    raise ValueError(f"refit={refit!r} is not one of the scorer names {names}.")
 
 
 def _epsilon_param(estimator) -> str:
@@ -106,9 +126,14 @@ def epsilon_sweep(estimator, X, y, *, epsilons=None, scoring=None, cv=None,
         scorers (``"similarity_ratio"``, ``"confusion_distance"``,
         ``"normalized_confusion_distance"``, ``"parameter_distance"``,
         ``"membership_inference"``, ``"prediction_distance"``, ``"forget_retain"``), or a dict
-        name -> scorer. ``None``:
-        ``{"similarity_ratio": similarity_ratio_scorer,
-        "parameter_distance": parameter_distance_scorer}``. Scorers without
+        name -> scorer. ``None``: the defaults of the model family, the first selecting
+        epsilon. Linear models: ``{"similarity_ratio": similarity_ratio_scorer,
+        "parameter_distance": parameter_distance_scorer}``. Torch nets (skorch):
+        ``{"forget_retain": forget_retain_scorer, "similarity_ratio": similarity_ratio_scorer}``
+        -- on a net the similarity ratio keeps improving toward its 0.5 saturation as the net
+        is wrecked and the parameter distance is meaningless (two retrains are as far apart as
+        the original), while ``forget_retain`` also compares the predictions on the rows that
+        stay, so an epsilon that wrecks the net scores below ``epsilon = 0``. Scorers without
         ``score_epsilons`` are called once per epsilon on a shallow copy of the fitted model.
     cv : int, ForgetSplit or splitter, default=None
         ``None``: ``ForgetSplit(n_splits=3, forget_size=0.05, random_state=0)``; an int: that
@@ -174,18 +199,17 @@ def epsilon_sweep(estimator, X, y, *, epsilons=None, scoring=None, cv=None,
         cv = ForgetSplit(n_splits=3, forget_size=0.05, random_state=0)
     elif isinstance(cv, int) and not isinstance(cv, bool):
         cv = ForgetSplit(n_splits=cv, forget_size=0.05, random_state=0)
-    names = list(scorers)
-    if refit is True or refit is False:
-        refit_metric = names[0]
-    elif refit in scorers:
-        refit_metric = refit
-    else:
-        raise ValueError(f"refit={refit!r} is not one of the scorer names {names}.")
+    if not (refit is True or refit is False or isinstance(refit, str)):
+        raise ValueError(f"refit must be a bool or a scorer name, got {refit!r}.")
+    if scorers is not None:
+        _check_refit(refit, list(scorers))
     param = _epsilon_param(estimator)
 
     splits = list(cv.split(X, y))
+    if not splits:
+        raise ValueError("cv yielded no split.")
     n_eps, n_splits = len(epsilons), len(splits)
-    scores = {name: np.empty((n_eps, n_splits)) for name in names}
+    scores: dict[str, np.ndarray] = {}
     fit_times = np.zeros(n_splits)
     score_times = np.zeros(n_splits)
     fitted: dict[str, object] = {}
@@ -198,6 +222,11 @@ def epsilon_sweep(estimator, X, y, *, epsilons=None, scoring=None, cv=None,
             fit_times[i] = time.perf_counter() - start
             n_fits += 1
         model = fitted[key]
+        if scorers is None:
+            scorers = _default_scoring(model)
+            _check_refit(refit, list(scorers))
+        if not scores:
+            scores = {name: np.empty((n_eps, n_splits)) for name in scorers}
         X_test, y_test = _safe_indexing(X, test), _safe_indexing(y, test)
         start = time.perf_counter()
         for name, scorer in scorers.items():
@@ -208,6 +237,8 @@ def epsilon_sweep(estimator, X, y, *, epsilons=None, scoring=None, cv=None,
                                       for e in epsilons]
         score_times[i] = (time.perf_counter() - start) / n_eps
 
+    names = list(scorers)
+    refit_metric = _check_refit(refit, names)
     results: dict = {
         "mean_fit_time": np.full(n_eps, fit_times.mean()),
         "std_fit_time": np.full(n_eps, fit_times.std()),
