@@ -392,9 +392,55 @@ def _floor_damping(damping: torch.Tensor, kind: str) -> torch.Tensor:
     return torch.where(damping > 0, damping, floor)
 
 
+# --- K-FAC / EK-FAC for torch nets (issue 12, item 2): temporary wiring, the curvature registry
+# --- replaces it (sklearn_ssse/_kfac.py holds the implementation)
+def _net_kronecker_class(inverse: str, backend):
+    """The net Kronecker class for ``inverse`` on ``backend`` (``None``: another kind).
+    ``"kfac"`` always resolves here (refused by ``unsupported`` off the torch backend);
+    ``"ekfac"`` only for the torch backend (linear models keep their own EK-FAC)."""
+    from ._backends._torch import TorchBackend
+    from ._kfac import KFAC, EKFACNet
+
+    if inverse == "kfac":
+        return KFAC
+    if inverse == "ekfac" and isinstance(backend, TorchBackend):
+        return EKFACNet
+    return None
+
+
+def _build_net_kronecker(cls, backend, chunks, config, rng, n_known) -> dict:
+    reason = cls.unsupported(backend, config)
+    if reason is not None:
+        raise ValueError(reason)
+    budget = _parse_bytes(config["memory_budget"])
+    need = cls.estimate_memory(backend, config, n_known)
+    if need > budget:
+        raise ValueError(f"inverse={cls.name!r} for {backend.n_params} parameters needs about "
+                         f"{_format_bytes(need)}, over memory_budget={_format_bytes(budget)}")
+    d = backend.n_params
+
+    def damping(n):
+        if config["damping"] == "auto":
+            lam = backend.default_damping(n).to(dtype=backend.dtype, device=backend.device)
+        else:
+            lam = torch.full((d,), float(config["damping"]), dtype=backend.dtype,
+                             device=backend.device)
+        return _floor_damping(lam, cls.name)
+
+    damping(n_known or 1)
+    state = cls.build(backend, chunks, config, damping, rng)
+    state["inverse"] = cls.name
+    state["estimated_memory"] = need
+    return state
+# --- end of the K-FAC wiring
+
+
 def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
     """Inverse curvature of the backend's fitted model, in one pass over a stream of training
     chunks (shared by ``fit`` and ``from_fitted``; see :mod:`sklearn_ssse._streaming`)."""
+    net_cls = _net_kronecker_class(config["inverse"], backend)  # K-FAC wiring (issue 12)
+    if net_cls is not None:
+        return _build_net_kronecker(net_cls, backend, chunks, config, rng, n_known)
     kind, need = _resolve_inverse(config, backend, n_known)
     d = backend.n_params
 
@@ -500,13 +546,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Unpenalised intercepts get ``1e-6`` times that (the softmax intercepts have a free
         direction), or all of it for the woodbury and Sherman-Morrison inverses, which start from
         ``diag(damping)^-1``. The vector used is ``damping_``.
-    inverse : {"auto", "dense", "ekfac", "block", "woodbury", "sherman_morrison"}, \
+    inverse : {"auto", "dense", "ekfac", "kfac", "block", "woodbury", "sherman_morrison"}, \
             default="auto"
         How ``F^{-1}`` is held: ``"dense"`` Cholesky factor; ``"ekfac"`` (linear models)
         eigen-corrected Kronecker factorisation: per output, the eigenbasis of ``G (x) A``
         (``G`` the mean output curvature, ``A`` the mean ``[x, 1] [x, 1]^T``) with the exact
         eigenvalues of ``F`` in it, ``O(K^2 + p^2)`` memory, keeping the coupling of the softmax
-        classes, built in two passes over the data; ``"block"`` block-diagonal
+        classes, built in two passes over the data; for skorch nets ``"ekfac"`` and ``"kfac"``
+        are the per-layer Kronecker factorisations of ``nn.Linear`` / ``nn.Conv2d`` layers from
+        forward/backward passes (``"kfac"``: one pass, eigenvalues of the factors; see
+        :mod:`sklearn_ssse._kfac`); ``"block"`` block-diagonal
         (``block_size`` parameters per block, or one block per class / layer);
         ``"woodbury"`` exact inverse of a low-rank-plus-diagonal ``F`` built from
         ``fisher_max_samples`` samples (default 1024), memory ``O(m d)``: one factor row per
@@ -682,7 +731,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     #: accepted values of the string-valued parameters
     _CHOICES: dict = {
         "curvature": ("empirical_fisher", "ggn"),
-        "inverse": ("auto", "dense", "ekfac", "block", "woodbury", "sherman_morrison"),
+        "inverse": ("auto", "dense", "ekfac", "kfac", "block", "woodbury", "sherman_morrison"),
         "step": ("auto", "leave_out", "full"),
         "dtype": ("float32", "float64", None),
         "on_untracked": ("error", "warn"),
@@ -1218,6 +1267,14 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """The cached curvature without the terms of ``(X, y)``, taken at ``theta_fit_`` (the
         parameters it was built at), and its sampled-row record."""
         with parameters_at(self.backend_, self._theta_fit):
+            from ._kfac import KFAC, EKFACNet, KroneckerNet  # K-FAC wiring (issue 12)
+
+            if isinstance(self.curvature_, KroneckerNet):
+                cls = KFAC if self.curvature_.factors is not None else EKFACNet
+                return cls.downdate(
+                    self.curvature_, {"label_salt": getattr(self, "_label_salt", None)},
+                    self.backend_, X, y, {"curvature": self.config_.curvature,
+                                          "chunk_size": self.config_.chunk_size})
             return downdate_curvature(
                 self.curvature_, getattr(self, "_curvature_sample", None), self.backend_, X, y,
                 curvature=self.config_.curvature, chunk_size=self.config_.chunk_size,

@@ -1,0 +1,689 @@
+"""Kronecker-factored curvature (K-FAC and EK-FAC) of torch nets, from forward/backward passes.
+
+Every selected parameter must belong to an ``nn.Linear`` or ``nn.Conv2d`` layer (weight, bias, or
+both); any other module with selected parameters (``BatchNorm``, ``Embedding``, ...) is refused
+with a ``ValueError`` naming it (restrict ``parameters=`` to the Linear/Conv2d layers, e.g. the
+last layers).  No per-parameter fallback is made: a diagonal block would silently be a much
+cruder curvature than the rest.
+
+Layout
+------
+The parameters of one layer form a ``K x p`` matrix (``K`` outputs / out-channels; ``p`` columns:
+the weight's ``in_features`` or ``in_channels * kh * kw`` columns when the weight is selected,
+then one column for the bias when it is selected), row major, as in
+:class:`~sklearn_ssse._curvature.KroneckerEigen`.  The net's flat vector (``get_parameters``)
+holds each tensor row major, weight and bias as separate tensors; :class:`KroneckerNet` maps
+between the two orders by slicing (no index tensors), and checks that the layers cover exactly
+the selected parameters.
+
+Factors (sum form)
+------------------
+For a sample ``i`` with layer inputs ``a_it`` (``T`` positions: conv patches from
+:func:`torch.nn.functional.unfold`, extra leading dims of a Linear input; ``T = 1`` for a plain
+Linear layer, ``1`` appended when the bias is selected) and output gradients ``g_ict`` of the
+``q`` factor rows ``c`` of its curvature, the per-sample gradient of row ``c`` is
+``sum_t g_ict a_it^T`` and the data term is ``sum_i sum_c vec(.) vec(.)^T``.  Following Grosse &
+Martens (2016, KFC, spatially uncorrelated derivatives) the factors are
+
+    A = sum_i sum_t a_it a_it^T,      G = sum_i sum_c (1/T) sum_t g_ict g_ict^T,
+
+and K-FAC approximates the data term by ``G (x) A / n`` (the mean-form product
+``(G/n) (x) (A/n)`` times ``n``).  This is exact for a single Linear layer (``T = 1``) whose
+output curvature ``sum_c g_ic g_ic^T`` is the same for every sample.
+
+Rows ``c`` per curvature:
+
+* ``"empirical_fisher"``: one row, the gradient of ``-log p(y_i|x_i)`` (observed label);
+* ``"ggn"`` (true Fisher / GGN), ``config["kfac_ggn"]``:
+
+  - ``"exact"`` (default): the ``C`` columns of the square root of the loss Hessian in
+    log-probability space, rows ``sqrt(p_c) grad(-log p(c|x))`` (as
+    :meth:`~sklearn_ssse._backends.TorchBackend.curvature_rows`), one backward pass per class;
+  - ``"sampled"``: one row per sample at a label drawn from ``p(.|x)`` by the inverse CDF at a
+    keyed hash of the row (:func:`~sklearn_ssse._streaming.row_uniforms` with a salt drawn from
+    the fit's ``random_state``), so a downdate removes exactly the terms that were added.
+
+Inverse and damping
+-------------------
+Both kinds hold, per layer, the eigenbasis ``Q = Q_G (x) Q_A`` of the factors and eigenvalues
+``s`` in it (a :class:`~sklearn_ssse._curvature.KroneckerEigen`):
+
+* K-FAC: ``s = eig(G) (x) eig(A) / n + diag(Q^T diag(Lambda) Q)``;
+* EK-FAC: ``s = diag(Q^T B Q) + diag(Q^T diag(Lambda) Q)`` with ``B`` the exact data term of
+  the layer, re-fitted in a second pass over the data (George et al. 2018).
+
+``Lambda = n * lambda`` is the mean-form damping (weight decay) in sum form.  Its eigen terms are
+exact whenever ``lambda`` is uniform over the layer's selected parameters (then K-FAC is
+exactly ``(G (x) A / n + Lambda)^{-1}``, better than the factored damping
+``(G + pi sqrt(lambda) I) (x) (A + sqrt(lambda) / pi I)``, which adds cross terms and costs the
+same eigendecompositions); when weight and bias of a layer have different ``lambda`` (optimizer
+param groups) the damping is replaced by its projection on the diagonal of that basis, as for
+the linear models' EK-FAC.  As elsewhere, a downdate keeps the total damping ``Lambda``.
+
+Downdates (the leave-``S``-out curvature): K-FAC subtracts the removed samples' factor terms
+from ``A`` and ``G`` and re-factors (new eigenbasis) over ``n - k`` samples; EK-FAC keeps its
+basis and subtracts the removed samples' eigenvalue terms.  Rows that were never part of the
+curvature are refused when the result is indefinite (``ValueError``, nothing changed).
+
+Precision: factors and eigendecompositions are computed in ``config["factor_dtype"]``
+(``None``: the backend's dtype, float32 for a default net; ``"float64"`` for more accurate
+eigenvectors) on the net's device, and the operator keeps that dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ._curvature import _INDEFINITE, CurvatureOperator, KroneckerEigen, _as_matrix
+from ._data import rebuffer
+from ._streaming import row_uniforms
+
+__all__ = ["EKFACNet", "KFAC", "KroneckerNet"]
+
+_LAYERS = (torch.nn.Linear, torch.nn.Conv2d)
+_FACTOR_DTYPES = {None: None, "float32": torch.float32, "float64": torch.float64}
+_GGN_MODES = ("exact", "sampled")
+#: tolerance (times the dtype's eps, relative to the largest eigenvalue) below which a downdated
+#: eigenvalue counts as negative
+_NEG_TOL = 1000.0
+#: numbers per sub-batch of per-sample gradient matrices (EK-FAC eigenvalues of conv layers)
+_SUBBATCH_NUMBERS = 1 << 22
+
+
+# ------------------------------------------------------------------------------- layer layout
+class _Layer:
+    """One layer's place in ``theta``: ``K`` outputs, ``n_in`` weight columns (0 when the weight
+    is not selected), flat offsets of its weight / bias (``None`` when not selected)."""
+
+    def __init__(self, path, module, K, n_in, w_offset, b_offset):
+        self.path, self.module = path, module
+        self.K, self.n_in, self.w_offset, self.b_offset = K, n_in, w_offset, b_offset
+
+    @property
+    def p(self) -> int:
+        return self.n_in + (self.b_offset is not None)
+
+    @property
+    def layout(self) -> tuple[int, int, int | None, int | None]:
+        return self.K, self.n_in, self.w_offset, self.b_offset
+
+
+def _conv_padding(m: torch.nn.Conv2d):
+    """``m.padding`` as integers for ``F.unfold``, or a reason why it cannot be."""
+    if m.padding_mode != "zeros":
+        return f"padding_mode={m.padding_mode!r}"
+    if m.groups != 1:
+        return f"groups={m.groups}"
+    pad = m.padding
+    if pad == "valid":
+        return (0, 0)
+    if pad == "same":
+        total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        if any(t % 2 for t in total):
+            return "padding='same' with an even receptive field (asymmetric padding)"
+        return tuple(t // 2 for t in total)
+    return tuple(pad)
+
+
+def layers_of(backend) -> list[_Layer]:
+    """The Kronecker layers covering the backend's selected parameters.
+
+    Raises
+    ------
+    ValueError
+        If a selected parameter belongs to a module other than ``nn.Linear`` / ``nn.Conv2d``
+        (named), or to a Conv2d layer ``F.unfold`` cannot reproduce (groups, padding mode).
+    """
+    reason = _unsupported_layers(backend)
+    if reason is not None:
+        raise ValueError(reason)
+    return _collect(backend)
+
+
+def _collect(backend):
+    module = backend._module
+    found: dict[str, dict] = {}
+    for name, s in zip(backend.param_names_, backend.natural_blocks):
+        path, _, leaf = name.rpartition(".")
+        found.setdefault(path, {})[leaf] = s.start
+    layers = []
+    for path, leaves in found.items():
+        m = module.get_submodule(path)
+        n_in = 0
+        if "weight" in leaves:
+            n_in = m.in_features if isinstance(m, torch.nn.Linear) else \
+                m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+        K = m.out_features if isinstance(m, torch.nn.Linear) else m.out_channels
+        layers.append(_Layer(path, m, K, n_in, leaves.get("weight"), leaves.get("bias")))
+    return layers
+
+
+def _unsupported_layers(backend) -> str | None:
+    module = backend._module
+    seen = set()
+    for name in backend.param_names_:
+        path, _, leaf = name.rpartition(".")
+        m = module.get_submodule(path)
+        if not isinstance(m, _LAYERS) or leaf not in ("weight", "bias"):
+            kind = type(m).__name__
+            return (f"parameter {name!r} belongs to module {path or '<root>'!r} of type {kind}: "
+                    "K-FAC/EK-FAC cover nn.Linear and nn.Conv2d layers only; restrict "
+                    "parameters= to those layers (e.g. the last ones) or use another inverse")
+        if isinstance(m, torch.nn.Conv2d) and path not in seen:
+            pad = _conv_padding(m)
+            if isinstance(pad, str):
+                return (f"Conv2d layer {path!r} has {pad}, which K-FAC's unfolded patches do "
+                        "not reproduce")
+        seen.add(path)
+    return None
+
+
+# ------------------------------------------------------------------------------- the operator
+class KroneckerNet(CurvatureOperator):
+    """Block-diagonal Kronecker curvature of a net: one :class:`KroneckerEigen` per layer.
+
+    Parameters
+    ----------
+    layouts : list of tuple
+        Per layer ``(K, n_in, w_offset, b_offset)``: outputs, weight columns (0 if the weight is
+        not selected) and the flat offsets of the weight and bias tensors (``None`` if not
+        selected).
+    ops : list of KroneckerEigen
+        Per layer, the sum-form curvature in the ``K x p`` layout.
+    n : int
+        Samples the data term averages over.
+    dim : int
+        Number of parameters; the layers must cover ``range(dim)`` exactly.
+    factors : list of tuple of Tensor, optional
+        K-FAC only: per layer ``(G, A, Lambda)``, the sum-form factors and the total damping in
+        the ``K x p`` layout (kept for downdates, which re-factor).
+    """
+
+    def __init__(self, layouts, ops, n, dim, factors=None):
+        super().__init__(n)
+        self.layouts = [tuple(lay) for lay in layouts]
+        self.ops, self.factors, self._dim = list(ops), factors, int(dim)
+        covered = np.zeros(self._dim, dtype=np.int64)
+        for K, n_in, w, b in self.layouts:
+            if w is not None:
+                covered[w:w + K * n_in] += 1
+            if b is not None:
+                covered[b:b + K] += 1
+        if not np.all(covered == 1):
+            raise ValueError("the Kronecker layers do not cover every selected parameter exactly "
+                             "once")
+
+    @property
+    def dim(self):
+        return self._dim
+
+    def _gather(self, W, lay):
+        K, n_in, w, b = lay
+        parts = []
+        if w is not None:
+            parts.append(W[w:w + K * n_in].reshape(K, n_in, -1))
+        if b is not None:
+            parts.append(W[b:b + K].reshape(K, 1, -1))
+        V = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return V.reshape(K * V.shape[1], -1)
+
+    def _scatter(self, out, V, lay):
+        K, n_in, w, b = lay
+        V = V.reshape(K, -1, V.shape[-1])
+        if w is not None:
+            out[w:w + K * n_in] = V[:, :n_in].reshape(K * n_in, -1)
+        if b is not None:
+            out[b:b + K] = V[:, -1]
+
+    def flat_index(self, layer: int) -> torch.Tensor:
+        """Flat positions of the ``K x p`` layout of ``layer`` (row major), for tests."""
+        idx = torch.arange(self._dim).unsqueeze(-1)
+        return self._gather(idx, self.layouts[layer]).reshape(-1)
+
+    def solve_sum(self, V):
+        W, vec = _as_matrix(V)
+        out = torch.empty_like(W)
+        for lay, op in zip(self.layouts, self.ops):
+            self._scatter(out, op.solve_sum(self._gather(W, lay).to(op.dtype)).to(W.dtype), lay)
+        return out.squeeze(-1) if vec else out
+
+    def matrix(self):
+        """The dense sum-form ``M`` in the flat order (tests and small nets)."""
+        M = torch.zeros((self._dim, self._dim), dtype=self.dtype, device=self.device)
+        for i, op in enumerate(self.ops):
+            idx = self.flat_index(i).to(self.device)
+            M[idx.unsqueeze(1), idx.unsqueeze(0)] = op.matrix()
+        return M
+
+    def _tensors(self):
+        ts = [t for op in self.ops for t in op._tensors()]
+        if self.factors is not None:
+            ts += [t for f in self.factors for t in f]
+        return ts
+
+    def _map(self, fn):
+        factors = None if self.factors is None else [tuple(fn(t) for t in f)
+                                                     for f in self.factors]
+        return KroneckerNet(self.layouts, [op._map(fn) for op in self.ops], self.n, self._dim,
+                            factors)
+
+    def _with_n(self, n):
+        if self.factors is None:
+            return super()._with_n(n)
+        return _kfac_operator(self.layouts, self.factors, int(n), self._dim)
+
+
+# ------------------------------------------------------------------------------- hooked passes
+def _torch_labels(P: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF draw of one class per row of ``P`` at uniforms ``u`` (on ``P``'s device)."""
+    cdf = torch.cumsum(P, dim=1)
+    k = (cdf < u.unsqueeze(1) * cdf[:, -1:]).sum(1)
+    return k.clamp(max=P.shape[1] - 1)
+
+
+def _layer_inputs(layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+    """The layer's Kronecker inputs ``a_it``, shape ``(N, T, p)``."""
+    m, N = layer.module, x.shape[0]
+    if layer.n_in:
+        if isinstance(m, torch.nn.Conv2d):
+            a = F.unfold(x, m.kernel_size, dilation=m.dilation, padding=_conv_padding(m),
+                         stride=m.stride).transpose(1, 2)
+        else:
+            a = x.reshape(N, -1, x.shape[-1])
+    else:
+        T = _positions(layer, x)
+        a = x.new_zeros((N, T, 0))
+    if layer.b_offset is not None:
+        a = torch.cat([a, a.new_ones(a.shape[:2] + (1,))], dim=2)
+    return a
+
+
+def _positions(layer, x):
+    m = layer.module
+    if isinstance(m, torch.nn.Conv2d):
+        pad = _conv_padding(m)
+        T = 1
+        for j in range(2):
+            size = x.shape[-2 + j] + 2 * pad[j] - m.dilation[j] * (m.kernel_size[j] - 1) - 1
+            T *= size // m.stride[j] + 1
+        return T
+    return int(np.prod(x.shape[1:-1], dtype=np.int64))
+
+
+def _layer_grads(layer: _Layer, g, N: int, T: int, dtype, device) -> torch.Tensor:
+    """Output gradients ``g_it`` of shape ``(N, T, K)`` (zeros if the output is unused)."""
+    if g is None:
+        return torch.zeros((N, T, layer.K), dtype=dtype, device=device)
+    if isinstance(layer.module, torch.nn.Conv2d):
+        g = g.reshape(N, layer.K, -1).transpose(1, 2)
+    else:
+        g = g.reshape(N, -1, layer.K)
+    return g.to(dtype)
+
+
+def _capture(store, path, mod, inp, out):
+    if path in store:
+        raise ValueError(f"layer {path!r} is called more than once per forward pass (shared "
+                         "weights): K-FAC needs one call per layer")
+    store[path] = (inp[0].detach(), out)
+
+
+def _passes(backend, layers, chunks, curvature, mode, salt, chunk_size, dtype):
+    """For each chunk: ``(n_chunk, inputs, rows)`` with ``inputs[l]`` of shape ``(N, T, p)``
+    and ``rows`` a generator of per-row-kind lists ``grads[l]`` of shape ``(N, T, K)``."""
+    with backend._eval_mode() as module:
+        params, const = backend._state(module)
+        params = {k: v.requires_grad_(True) for k, v in params.items()}
+        for Xc, yc in rebuffer(chunks, chunk_size):
+            X, y = backend._inputs(Xc, yc)
+            captured: dict[str, tuple] = {}
+            handles = [layer.module.register_forward_hook(
+                functools.partial(_capture, captured, layer.path)) for layer in layers]
+            try:
+                with torch.enable_grad():
+                    out = functional_call(module, {**const, **params}, (X,))
+            finally:
+                for h in handles:
+                    h.remove()
+            missing = [layer.path for layer in layers if layer.path not in captured]
+            if missing:
+                raise ValueError(f"layers {missing} were not called by the module's forward "
+                                 "(K-FAC reads their inputs and output gradients with hooks)")
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            out = out.reshape(X.shape[0], -1)
+            if backend._nll:
+                lp = torch.log(out + torch.finfo(out.dtype).eps).to(backend.dtype)
+            else:
+                lp = torch.log_softmax(out.to(backend.dtype), dim=-1)
+            N = X.shape[0]
+            inputs = [_layer_inputs(layer, captured[layer.path][0]).to(dtype) for layer in layers]
+            outs = [captured[layer.path][1] for layer in layers]
+            Ts = [a.shape[1] for a in inputs]
+            yield N, inputs, _rows(lp, outs, layers, Ts, curvature, mode, salt, (Xc, yc), y,
+                                   dtype)
+
+
+def _rows(lp, outs, layers, Ts, curvature, mode, salt, raw, y, dtype):
+    """Per row kind (one, or one per class for the exact GGN), the layers' output gradients."""
+    N = lp.shape[0]
+    if curvature == "empirical_fisher" or mode == "sampled":
+        labels = y
+        if curvature == "ggn":  # labels drawn from p(.|x), keyed by the rows (reproducible)
+            Xn, yn = (t.cpu().numpy() if torch.is_tensor(t) else np.asarray(t) for t in raw)
+            u = torch.as_tensor(row_uniforms(Xn, yn, salt), dtype=torch.float64,
+                                device=lp.device)
+            labels = _torch_labels(torch.exp(lp.detach()).to(torch.float64), u)
+        weights = [(labels, None)]
+    else:
+        weights = [(torch.full((N,), c, dtype=torch.long, device=lp.device),
+                    torch.exp(0.5 * lp[:, c].detach())) for c in range(lp.shape[1])]
+    for j, (labels, w) in enumerate(weights):
+        picked = -lp.gather(1, labels.reshape(-1, 1))[:, 0]
+        loss = (picked if w is None else picked * w).sum()
+        grads = torch.autograd.grad(loss, outs, retain_graph=j < len(weights) - 1,
+                                    allow_unused=True)
+        yield [_layer_grads(layer, g, N, T, dtype, lp.device)
+               for layer, g, T in zip(layers, grads, Ts)]
+
+
+# ------------------------------------------------------------------------------- accumulation
+def _factor_terms(layers, inputs, grads_rows, dtype, device):
+    """``(G, A)`` sums of one chunk per layer."""
+    A = [torch.einsum("ntp,ntq->pq", a, a) for a in inputs]
+    G = [torch.zeros((layer.K, layer.K), dtype=dtype, device=device) for layer in layers]
+    for grads in grads_rows:
+        for Gl, g in zip(G, grads):
+            Gl.add_(torch.einsum("ntk,ntl->kl", g, g), alpha=1.0 / g.shape[1])
+    return G, A
+
+
+def _eigen_terms(QG, QA, a, g):
+    """``sum_i diag(Q^T vec(g_i^T a_i) vec(.)^T Q)`` as ``(K, p)`` for one row kind."""
+    ga, aa = g @ QG, a @ QA  # (N, T, K), (N, T, p)
+    if a.shape[1] == 1:
+        return (ga[:, 0] ** 2).T @ (aa[:, 0] ** 2)
+    N, _, K = ga.shape
+    p = aa.shape[2]
+    out = torch.zeros((K, p), dtype=a.dtype, device=a.device)
+    step = max(1, _SUBBATCH_NUMBERS // max(1, K * p))
+    for s in range(0, N, step):
+        M = ga[s:s + step].transpose(1, 2) @ aa[s:s + step]  # (b, K, p)
+        out += (M * M).sum(0)
+    return out
+
+
+def _eig(M):
+    e, Q = torch.linalg.eigh(0.5 * (M + M.T))
+    return e, Q
+
+
+def _damping_layout(lam: torch.Tensor, lay) -> torch.Tensor:
+    K, n_in, w, b = lay
+    parts = []
+    if w is not None:
+        parts.append(lam[w:w + K * n_in].reshape(K, n_in))
+    if b is not None:
+        parts.append(lam[b:b + K].reshape(K, 1))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def _damp_terms(QG, QA, Lam):
+    return (QG * QG).T @ Lam @ (QA * QA)
+
+
+def _kfac_operator(layouts, factors, n, dim):
+    """K-FAC operator from sum-form factors ``(G, A, Lambda)`` per layer."""
+    ops = []
+    for G, A, Lam in factors:
+        eG, QG = _eig(G)
+        eA, QA = _eig(A)
+        s_data = torch.outer(eG.clamp(min=0), eA.clamp(min=0)) / n
+        ops.append(KroneckerEigen(QG, QA, s_data, _damp_terms(QG, QA, Lam), n))
+    _check_positive(ops)
+    return KroneckerNet(layouts, ops, n, dim, factors)
+
+
+def _check_positive(ops):
+    for op in ops:
+        if not bool(torch.all(op.eigenvalues > 0)):
+            raise ValueError("the damped curvature is not positive definite; increase damping")
+
+
+def _resolve(backend, config):
+    dtype = _FACTOR_DTYPES.get(config.get("factor_dtype"), "bad") \
+        if not isinstance(config.get("factor_dtype"), torch.dtype) else config["factor_dtype"]
+    if dtype == "bad":
+        raise ValueError(f"factor_dtype must be None, 'float32' or 'float64', got "
+                         f"{config.get('factor_dtype')!r}")
+    mode = config.get("kfac_ggn", "exact")
+    if mode not in _GGN_MODES:
+        raise ValueError(f"kfac_ggn must be one of {_GGN_MODES}, got {mode!r}")
+    return (dtype or backend.dtype), mode
+
+
+def _chunk_size(config):
+    return int(config.get("chunk_size") or 512)
+
+
+# ------------------------------------------------------------------------------- registry classes
+class KFAC:
+    """K-FAC curvature of a torch net (``inverse="kfac"``): one pass, damped factor inverses in
+    the factors' eigenbasis (see the module docstring)."""
+
+    name = "kfac"
+    refit_eigenvalues = False
+
+    @classmethod
+    def unsupported(cls, backend, config) -> str | None:
+        """``None`` when usable for ``backend`` and ``config``, else a one-line reason."""
+        if not hasattr(backend, "_module") or not hasattr(backend, "_named_selected"):
+            return (f"inverse={cls.name!r} for nets needs the torch backend; "
+                    f"{type(backend).__name__} is not one")
+        if int(config.get("fisher_batch_size", 1) or 1) > 1:
+            return (f"inverse={cls.name!r} needs fisher_batch_size=1 (its factors sum every "
+                    "sample's own terms)")
+        if config.get("fisher_max_samples") is not None:
+            return (f"inverse={cls.name!r} uses every sample (its factors cost one forward and "
+                    "backward pass); fisher_max_samples does not apply")
+        if config.get("curvature") not in ("empirical_fisher", "ggn"):
+            return f"unknown curvature {config.get('curvature')!r}"
+        try:
+            _resolve(backend, config)
+        except ValueError as exc:
+            return str(exc)
+        return _unsupported_layers(backend)
+
+    @classmethod
+    def _check(cls, backend, config):
+        reason = cls.unsupported(backend, config)
+        if reason is not None:
+            raise ValueError(reason)
+
+    @classmethod
+    def estimate_memory(cls, backend, config, n) -> int:
+        """Peak bytes, from the layer shapes only: per layer the factors, their eigenvectors
+        and the eigensolver's workspace (``3 (K^2 + p^2)``, plus the stored factors for K-FAC),
+        the ``K x p`` eigenvalues, and one chunk's inputs and output gradients at ``T``
+        positions per sample (known from ``config["input_shape"]`` through a meta-device
+        forward pass; without it a Conv2d layer is counted at one position, an underestimate).
+        The net's own activations are not counted."""
+        cls._check(backend, config)
+        dtype, mode = _resolve(backend, config)
+        item = torch.empty((), dtype=dtype).element_size()
+        c = _chunk_size(config)
+        total = 0
+        for layer, T in zip(_collect(backend), _positions_per_layer(backend, config)):
+            K, p = layer.K, layer.p
+            fixed = 3 * (K * K + p * p) + 3 * K * p
+            if not cls.refit_eigenvalues:
+                fixed += K * K + p * p
+            chunk = c * T * (p + 2 * K)
+            if cls.refit_eigenvalues and T > 1:
+                chunk += min(c, max(1, _SUBBATCH_NUMBERS // (K * p))) * K * p * 2
+            total += fixed + chunk
+        return int(total * item)
+
+    @classmethod
+    def build(cls, backend, chunks, config, damping, rng) -> dict:
+        """Accumulate the factors over ``chunks`` (two passes for EK-FAC) and return the state.
+
+        Parameters
+        ----------
+        backend : TorchBackend
+            At the fitted parameters.
+        chunks : iterable of (X, y)
+            Validated training chunks; a one-shot generator is held in memory when two passes
+            are needed.
+        config : dict
+            ``curvature``, ``chunk_size``, ``fisher_batch_size``, optional ``factor_dtype`` and
+            ``kfac_ggn`` (``"exact"`` or ``"sampled"``).
+        damping : callable
+            ``damping(n) -> Tensor (n_params,)``, mean form.
+        rng : numpy.random.RandomState
+            Source of the GGN label salt (``kfac_ggn="sampled"`` only).
+
+        Returns
+        -------
+        dict
+            ``curvature``, ``damping``, ``n``, ``n_curvature_samples``, ``sample`` (``None``)
+            and ``label_salt``.
+        """
+        cls._check(backend, config)
+        dtype, mode = _resolve(backend, config)
+        curvature = config["curvature"]
+        salt = rng.bytes(16) if curvature == "ggn" and mode == "sampled" else None
+        layers = _collect(backend)
+        device, c = backend.device, _chunk_size(config)
+        if cls.refit_eigenvalues and iter(chunks) is chunks:
+            chunks = list(rebuffer(chunks, c))
+        G = [torch.zeros((la.K, la.K), dtype=dtype, device=device) for la in layers]
+        A = [torch.zeros((la.p, la.p), dtype=dtype, device=device) for la in layers]
+        n = 0
+        for N, inputs, rows in _passes(backend, layers, chunks, curvature, mode, salt, c, dtype):
+            n += N
+            Gc, Ac = _factor_terms(layers, inputs, rows, dtype, device)
+            for acc, part in zip(G + A, Gc + Ac):
+                acc.add_(part)
+        if n == 0:
+            raise ValueError("the training data is empty")
+        lam = damping(n)
+        layouts = [la.layout for la in layers]
+        Lams = [n * _damping_layout(lam.to(device=device, dtype=dtype), lay) for lay in layouts]
+        if not cls.refit_eigenvalues:
+            op = _kfac_operator(layouts, list(zip(G, A, Lams)), n, backend.n_params)
+        else:
+            bases = [(_eig(Gl)[1], _eig(Al)[1]) for Gl, Al in zip(G, A)]
+            del G, A
+            s = [torch.zeros((la.K, la.p), dtype=dtype, device=device) for la in layers]
+            for _, inputs, rows in _passes(backend, layers, chunks, curvature, mode, salt, c,
+                                           dtype):
+                for grads in rows:
+                    for sl, (QG, QA), a, g in zip(s, bases, inputs, grads):
+                        sl.add_(_eigen_terms(QG, QA, a, g))
+            ops = [KroneckerEigen(QG, QA, sl, _damp_terms(QG, QA, Lam), n)
+                   for (QG, QA), sl, Lam in zip(bases, s, Lams)]
+            _check_positive(ops)
+            op = KroneckerNet(layouts, ops, n, backend.n_params)
+        return {"curvature": op, "damping": lam, "n": n, "n_curvature_samples": n,
+                "sample": None, "label_salt": salt}
+
+    @classmethod
+    def downdate(cls, op, state, backend, X, y, config) -> tuple:
+        """The operator without the terms of the ``k`` samples ``(X, y)``, over ``n - k``.
+
+        Called with the backend at the parameters the operator was built at.  K-FAC subtracts
+        their factor terms and re-factors; EK-FAC subtracts their eigenvalue terms in its basis.
+
+        Raises
+        ------
+        ValueError
+            If the result is indefinite (the rows were not part of the curvature); ``op`` is
+            unchanged.
+        """
+        if not isinstance(op, KroneckerNet):
+            raise TypeError(f"{cls.__name__}.downdate needs a KroneckerNet operator, got "
+                            f"{type(op).__name__}")
+        if cls.refit_eigenvalues == (op.factors is not None):
+            raise TypeError(f"{cls.__name__}.downdate got an operator of the other kind")
+        _, mode = _resolve(backend, config)
+        dtype, device = op.dtype, op.device
+        curvature, salt = config["curvature"], (state or {}).get("label_salt")
+        if curvature == "ggn" and mode == "sampled" and salt is None:
+            raise ValueError("the sampled GGN's label salt is missing from the state")
+        layers = _collect(backend)
+        if [la.layout for la in layers] != op.layouts:
+            raise ValueError("the net's selected layers differ from the operator's")
+        k = len(X)
+        c = _chunk_size(config)
+        passes = _passes(backend, layers, [(X, y)], curvature, mode, salt, c, dtype)
+        eps = _NEG_TOL * torch.finfo(dtype).eps
+        if not cls.refit_eigenvalues:
+            G = [f[0].clone() for f in op.factors]
+            A = [f[1].clone() for f in op.factors]
+            for _, inputs, rows in passes:
+                Gc, Ac = _factor_terms(layers, inputs, rows, dtype, device)
+                for acc, part in zip(G + A, Gc + Ac):
+                    acc.sub_(part)
+            for new, old in zip(G + A, [f[0] for f in op.factors] + [f[1] for f in op.factors]):
+                lo = torch.linalg.eigvalsh(0.5 * (new + new.T))[0]
+                top = torch.linalg.eigvalsh(0.5 * (old + old.T))[-1]
+                if bool(lo < -eps * top * max(1.0, math.sqrt(new.shape[0]))):
+                    raise ValueError(_INDEFINITE)
+            factors = [(Gl, Al, f[2]) for Gl, Al, f in zip(G, A, op.factors)]
+            return _kfac_operator(op.layouts, factors, op.n - k, op.dim), None
+        terms = [torch.zeros_like(o.s_data) for o in op.ops]
+        for _, inputs, rows in passes:
+            for grads in rows:
+                for t, o, a, g in zip(terms, op.ops, inputs, grads):
+                    t.add_(_eigen_terms(o.QG, o.QA, a, g))
+        new = []
+        for o, t in zip(op.ops, terms):
+            s = o.s_data - t
+            if bool((s < -eps * o.s_data.abs().max()).any()):
+                raise ValueError(_INDEFINITE)
+            new.append(KroneckerEigen(o.QG, o.QA, s.clamp(min=0), o.s_damp, op.n - k))
+        return KroneckerNet(op.layouts, new, op.n - k, op.dim), None
+
+
+class EKFACNet(KFAC):
+    """EK-FAC curvature of a torch net (``inverse="ekfac"``): the K-FAC eigenbasis with
+    eigenvalues re-fitted exactly in a second pass (see the module docstring)."""
+
+    name = "ekfac"
+    refit_eigenvalues = True
+
+
+def _positions_per_layer(backend, config) -> list[int]:
+    """Positions ``T`` per layer: 1 for a Linear layer on 2-d inputs; with
+    ``config["input_shape"]`` (one sample's shape) the shapes come from a forward pass on the
+    meta device (no memory, no data); otherwise a Conv2d layer counts as 1 position."""
+    layers = _collect(backend)
+    shape = config.get("input_shape")
+    if shape is None:
+        return [1 for _ in layers]
+    module = backend._module
+    meta = {n: torch.empty_like(t, device="meta")
+            for n, t in list(module.named_parameters()) + list(module.named_buffers())}
+    seen: dict[str, int] = {}
+
+    def hook(mod, inp, out, layer):
+        seen.setdefault(layer.path, _positions(layer, inp[0]))  # returns None: output kept
+
+    handles = [layer.module.register_forward_hook(functools.partial(hook, layer=layer))
+               for layer in layers]
+    try:
+        x = torch.empty((1,) + tuple(shape), device="meta", dtype=backend.dtype)
+        functional_call(module, meta, (x,))
+    except Exception:  # noqa: BLE001 - a module the meta device cannot run: fall back
+        seen = {}
+    finally:
+        for h in handles:
+            h.remove()
+    return [seen.get(layer.path, 1) for layer in layers]
