@@ -116,7 +116,9 @@ def cnn(data):
 
 
 def config(curvature, **kw):
-    return {"curvature": curvature, "chunk_size": 64, "fisher_batch_size": 1, **kw}
+    # the brute-force comparisons use the exact GGN rows (backend.curvature_rows)
+    return {"curvature": curvature, "chunk_size": 64, "fisher_batch_size": 1,
+            "kfac_ggn": "exact", **kw}
 
 
 def build(cls, backend, X, y, curvature, damping=None, seed=0, **kw):
@@ -570,3 +572,20 @@ def test_cuda_matches_cpu(data, cls):
         assert back.device.type == "cpu"
     finally:
         net.module_.to("cpu")
+
+
+@pytest.mark.parametrize("inverse", ["kfac", "ekfac"])
+def test_estimator_pickle_round_trip_and_sealed_forget(data, inverse):
+    X, y = data
+    kw = dict(module=MLP, criterion=nn.CrossEntropyLoss, max_epochs=3, lr=0.02,
+              train_split=None, verbose=0, optimizer__weight_decay=1e-3)
+    torch.manual_seed(0)
+    est = UnlearnableClassifier(NeuralNetClassifier(**kw), inverse=inverse, curvature="ggn",
+                                random_state=0).fit(X, y)
+    assert est.inverse_ == inverse and isinstance(est.curvature_, KroneckerNet)
+    back = pickle.loads(pickle.dumps(est))
+    assert type(back.curvature_) is KroneckerNet
+    for e in (est, back):
+        e.forget(X[:5], y[:5])
+    np.testing.assert_array_equal(est.predict_proba(X), back.predict_proba(X))
+    assert est.curvature_.n == len(X) - 5
