@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import math
 import re
+import sys
 import threading
 import time
 import warnings
@@ -398,12 +399,14 @@ def _net_kronecker_class(inverse: str, backend):
     """The net Kronecker class for ``inverse`` on ``backend`` (``None``: another kind).
     ``"kfac"`` always resolves here (refused by ``unsupported`` off the torch backend);
     ``"ekfac"`` only for the torch backend (linear models keep their own EK-FAC)."""
-    from ._backends._torch import TorchBackend
     from ._kfac import KFAC, EKFACNet
 
     if inverse == "kfac":
         return KFAC
-    if inverse == "ekfac" and isinstance(backend, TorchBackend):
+    # not imported: the backend cannot be a TorchBackend (and linear models never load skorch)
+    torch_backends = sys.modules.get(f"{__package__}._backends._torch")
+    if (inverse == "ekfac" and torch_backends is not None
+            and isinstance(backend, torch_backends.TorchBackend)):
         return EKFACNet
     return None
 
