@@ -693,11 +693,14 @@ class KFAC:
                             f"{type(op).__name__}")
         if cls.refit_eigenvalues == (op.factors is not None):
             raise TypeError(f"{cls.__name__}.downdate got an operator of the other kind")
-        _, mode = _resolve(backend, config)
         dtype, device = op.dtype, op.device
         curvature, salt = config["curvature"], (state or {}).get("label_salt")
-        if curvature == "ggn" and mode == "sampled" and salt is None:
-            raise ValueError("the sampled GGN's label salt is missing from the state")
+        # the GGN rows are those of the build: sampled exactly when it drew a label salt
+        mode = "sampled" if salt is not None else "exact"
+        asked = config.get("kfac_ggn")
+        if curvature == "ggn" and asked is not None and asked != mode:
+            raise ValueError(f"kfac_ggn={asked!r} but the operator was built with "
+                             f"{mode!r} GGN rows (label salt {'present' if salt else 'absent'})")
         layers = _collect(backend)
         if [la.layout for la in layers] != op.layouts:
             raise ValueError("the net's selected layers differ from the operator's")
