@@ -60,7 +60,7 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 #: jobs that read Fashion-MNIST (skipped, with a message, when its IDX files are absent)
-NEEDS_FMNIST = {"fmnist_linear", "torch_fmnist", "cli_fmnist", "nets"}
+NEEDS_FMNIST = {"fmnist_linear", "torch_fmnist", "cli_fmnist", "nets", "kfac"}
 FMNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 

@@ -278,6 +278,8 @@ def _fit_and_build(estimator, X, y, fit_params, config):
                           chunk_size=config["chunk_size"])
     fit_idx = np.asarray(backend.fit_indices(X, y))
     rng = check_random_state(config["random_state"])
+    # one sample's shape: the Kronecker kinds count a conv layer's positions in their estimate
+    config = dict(config, input_shape=tuple(np.shape(X))[1:])
     state = _build_state(backend, _memory_chunks(X, y, fit_idx, config, rng), config, rng,
                          n_known=len(fit_idx))
     state.update(estimator=est, fit_indices=fit_idx)
@@ -341,24 +343,29 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Unpenalised intercepts get ``1e-6`` times that (the softmax intercepts have a free
         direction), or all of it for the woodbury and Sherman-Morrison inverses, which start from
         ``diag(damping)^-1``. The vector used is ``damping_``.
-    inverse : {"auto", "dense", "ekfac", "block", "woodbury", "sherman_morrison"}, \
+    inverse : {"auto", "dense", "ekfac", "kfac", "block", "woodbury", "sherman_morrison"}, \
             default="auto"
         How ``F^{-1}`` is held: ``"dense"`` Cholesky factor; ``"ekfac"`` (linear models)
         eigen-corrected Kronecker factorisation: per output, the eigenbasis of ``G (x) A``
         (``G`` the mean output curvature, ``A`` the mean ``[x, 1] [x, 1]^T``) with the exact
         eigenvalues of ``F`` in it, ``O(K^2 + p^2)`` memory, keeping the coupling of the softmax
-        classes, built in two passes over the data; ``"block"`` block-diagonal
+        classes, built in two passes over the data; for skorch nets ``"ekfac"`` and ``"kfac"``
+        are the per-layer Kronecker factorisations of ``nn.Linear`` / ``nn.Conv2d`` layers from
+        forward/backward passes (``"kfac"``: one pass, eigenvalues of the factors; see
+        :mod:`sklearn_ssse._curvature._kfac`); ``"block"`` block-diagonal
         (``block_size`` parameters per block, or one block per class / layer);
         ``"woodbury"`` exact inverse of a low-rank-plus-diagonal ``F`` built from
         ``fisher_max_samples`` samples (default 1024), memory ``O(m d)``: one factor row per
         sample (GGN rows at a label drawn from the model's own ``p(y|x)``), and for linear
         models a diagonal base equal to the exact diagonal of ``F`` (computed over every sample)
         instead of the damping alone; ``"sherman_morrison"`` the paper's rank-1 recursion
-        (reference, slow). ``"auto"`` picks the first of dense, block, ekfac, woodbury whose
-        estimated memory fits ``memory_budget``, except woodbury for a softmax linear model
-        (measured further from retraining than not forgetting; refused with the budget a
-        faithful kind needs). Any kind whose estimate exceeds the budget is refused before any
-        work, with the estimate in the message.
+        (reference, slow). ``"auto"`` picks the first kind the model supports whose estimated
+        memory fits ``memory_budget``, in the measured order of fidelity: linear models dense,
+        block, ekfac, woodbury (never woodbury for a softmax model: measured further from
+        retraining than not forgetting; refused with the budget a faithful kind needs); nets
+        dense, block, kfac, ekfac, woodbury. Any kind whose estimate exceeds the budget is
+        refused before any work, with the estimate in the message. The kinds come from a
+        registry (:mod:`sklearn_ssse._curvature._registry`).
     memory_budget : int or str, default="2GiB"
         Bytes the curvature may take while it is built (an int, or a string such as ``"2GB"``,
         ``"512MiB"``); see ``inverse``.

@@ -29,7 +29,7 @@ class Woodbury(FactorRowKind):
     """Exact inverse of a low-rank-plus-diagonal curvature, ``O(m d)`` memory."""
 
     name = "woodbury"
-    auto_rank = 3
+    auto_rank = 4
     form = "woodbury"
     diagonal_base = True
     default_max_samples = WOODBURY_DEFAULT_SAMPLES

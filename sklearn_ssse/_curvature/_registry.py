@@ -14,6 +14,7 @@ import re
 from ._base import InverseKind
 from ._dense import Block, Dense
 from ._ekfac import EKFAC
+from ._kfac import KFAC, EKFACNet
 from ._lowrank import ShermanMorrison, Woodbury
 
 __all__ = ["AUTO_INTERCEPT_DAMPING", "DEFAULT_MEMORY_BUDGET", "INVERSES", "auto_order",
@@ -37,7 +38,7 @@ def register(kind: type[InverseKind]) -> type[InverseKind]:
     return kind
 
 
-for _kind in (Dense, Block, EKFAC, Woodbury, ShermanMorrison):
+for _kind in (Dense, Block, EKFAC, KFAC, EKFACNet, Woodbury, ShermanMorrison):
     register(_kind)
 
 
@@ -46,12 +47,28 @@ def choices() -> tuple[str, ...]:
     return ("auto", *INVERSES)
 
 
-def auto_order() -> list[str]:
-    """The names ``inverse="auto"`` tries, most faithful first."""
-    ranked = {name: min(k.auto_rank for k in kinds if k.auto_rank is not None)
-              for name, kinds in INVERSES.items()
-              if any(k.auto_rank is not None for k in kinds)}
-    return sorted(ranked, key=ranked.get)
+def auto_order(backend=None, config: dict | None = None) -> list[str]:
+    """The names ``inverse="auto"`` tries, most faithful first (for ``backend``: only the kinds
+    that support it, in the order of their implementation's rank)."""
+    return [k.name for k in _auto_candidates(backend, config or {})]
+
+
+def _auto_candidates(backend, config: dict) -> list[type[InverseKind]]:
+    """One implementation per name (the one :func:`kind_for` would pick for ``backend``), sorted
+    by ``auto_rank``; without a backend, each name at its best rank."""
+    best: dict[str, type[InverseKind]] = {}
+    for name, kinds in INVERSES.items():
+        for kind in kinds:
+            if backend is not None and kind.unsupported(backend, config) is not None:
+                continue
+            if backend is not None:
+                if kind.auto_rank is not None:
+                    best[name] = kind
+                break  # the implementation kind_for picks
+            if kind.auto_rank is not None and (
+                    name not in best or kind.auto_rank < best[name].auto_rank):
+                best[name] = kind
+    return sorted(best.values(), key=lambda k: k.auto_rank)
 
 
 def kind_for(name: str, backend, config: dict) -> type[InverseKind]:
@@ -113,12 +130,8 @@ def resolve_inverse(config: dict, backend, n: int | None) -> tuple[type[InverseK
                 "block_size)")
         return kind, need
     tried, needs, skipped = [], [], []
-    for name in auto_order():
-        usable = [k for k in INVERSES[name] if k.auto_rank is not None
-                  and k.unsupported(backend, config) is None]
-        if not usable:
-            continue
-        kind = usable[0]
+    for kind in _auto_candidates(backend, config):
+        name = kind.name
         why = kind.auto_skip(backend, config)
         if why is not None:
             if why:

@@ -1,0 +1,164 @@
+"""K-FAC / EK-FAC curvature of torch nets on Fashion-MNIST (issue 12, item 2): setup vs one epoch.
+
+Nets (skorch, Adam, weight decay): an MLP 784-256-10 (203,530 parameters) and a 2-conv CNN
+(conv 1->8 3x3, pool, conv 8->16 3x3, pool, linear 784->20->10; 17,258 parameters).  For each
+net and inverse (``kfac``, ``ekfac``; ``woodbury`` for reference unless ``--no-woodbury``) and
+curvature (GGN by default: one label per sample drawn from the net's p(.|x); ``--kfac-ggn exact``
+for the C rows of the exact GGN, one backward pass per class) it prints a markdown table with
+
+* the time of one training epoch (an extra ``partial_fit`` epoch after the fit),
+* the curvature build alone (``KFAC.build`` / ``EKFACNet.build`` on the fitted net) and the whole
+  ``UnlearnableClassifier.from_fitted`` setup (build + row digests),
+* the operator's bytes,
+* the latency of ``forget`` (``step="leave_out"``: gradient sum, downdate, solve) for one
+  sample, a random 1% and one whole class.
+
+Run (one BLAS / torch thread, so that timings mean something on a shared machine)::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_kfac.py              # ~2-4 minutes
+    python benchmarks/bench_kfac.py --quick                        # 2,000 images, no woodbury
+    python benchmarks/bench_kfac.py --device cuda --threads 4
+
+Data: the IDX ``.gz`` files of the Debian package ``dataset-fashion-mnist``
+(``--data-dir``, or ``SKLEARN_SSSE_FASHION_MNIST``); without them it prints a skip note and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from sklearn_ssse import UnlearnableClassifier
+from sklearn_ssse._backends._torch import TorchBackend
+from sklearn_ssse._curvature import _kronecker_net
+from sklearn_ssse._curvature._kfac import KFAC, EKFACNet
+
+
+class MLP(nn.Module):
+    def __init__(self, hidden=256):
+        super().__init__()
+        self.fc1 = nn.Linear(784, hidden)
+        self.fc2 = nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc1 = nn.Linear(16 * 7 * 7, 20)
+        self.fc2 = nn.Linear(20, 10)
+
+    def forward(self, x):
+        x = x.reshape(-1, 1, 28, 28)
+        x = torch.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def _timed(fn, *args, **kwargs):
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def _mb(b):
+    return f"{b / 1024 ** 2:.1f} MB"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--n-train", type=int, default=10_000)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--curvature", default="ggn", choices=["ggn", "empirical_fisher"])
+    parser.add_argument("--kfac-ggn", default="sampled", choices=["exact", "sampled"],
+                        help="GGN rows of K-FAC/EK-FAC (the estimator's default: sampled)")
+    parser.add_argument("--nets", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--no-woodbury", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="2,000 images, 1 epoch, no woodbury")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n_train, args.epochs, args.no_woodbury = 2000, 1, True
+    torch.set_num_threads(args.threads)
+    _kronecker_net.GGN_MODE_DEFAULT = args.kfac_ggn  # the estimator has no option for it
+    from sklearn_ssse.datasets import load_fashion_mnist
+
+    try:
+        X, y = load_fashion_mnist(path=args.data_dir, kind="train")
+    except (FileNotFoundError, OSError) as exc:
+        print(f"skipped: Fashion-MNIST not found ({exc})")
+        return 0
+    rng = np.random.RandomState(0)
+    idx = rng.permutation(len(X))[:args.n_train]
+    X, y = np.ascontiguousarray(X[idx], dtype=np.float32), y[idx].astype(np.int64)
+    print(f"Fashion-MNIST, {len(X)} training images, {args.epochs} epochs, device "
+          f"{args.device}, {args.threads} thread(s), curvature={args.curvature} "
+          f"(K-FAC GGN: {args.kfac_ggn}); load average {os.getloadavg()[0]:.2f}\n")
+    print("| net | params | epoch | inverse | build | from_fitted | operator | forget k=1 "
+          "| forget 1% | forget class 0 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    forget_sets = {"1": rng.choice(len(X), 1, replace=False),
+                   "1%": rng.choice(len(X), len(X) // 100, replace=False),
+                   "class": np.flatnonzero(y == 0)}
+    for name in args.nets:
+        torch.manual_seed(0)
+        net = NeuralNetClassifier(MLP if name == "mlp" else CNN, criterion=nn.CrossEntropyLoss,
+                                  optimizer=torch.optim.Adam, lr=1e-3,
+                                  optimizer__weight_decay=1e-4, max_epochs=args.epochs,
+                                  batch_size=128, train_split=None, device=args.device,
+                                  iterator_train__shuffle=True, verbose=0)
+        net, fit_s = _timed(net.fit, X, y)
+        # one steady-state epoch (skorch's first call also initialises): time an extra epoch
+        # on a copy, so the net the curvature is built for stays the fitted one
+        _, epoch = _timed(copy.deepcopy(net).partial_fit, X, y, epochs=1)
+        d = sum(p.numel() for p in net.module_.parameters())
+        kinds = ["kfac", "ekfac"] + ([] if args.no_woodbury else ["woodbury"])
+        for inverse in kinds:
+            build = "-"
+            if inverse != "woodbury":
+                cls = KFAC if inverse == "kfac" else EKFACNet
+                backend = TorchBackend(net)
+                lam = backend.default_damping(len(X))
+                cfg = {"curvature": args.curvature, "chunk_size": 512, "fisher_batch_size": 1,
+                       "kfac_ggn": args.kfac_ggn}
+                _, b_s = _timed(cls.build, backend, [(X, y)], cfg, lambda n, lam=lam: lam,
+                                np.random.RandomState(0))
+                build = f"{b_s:.2f} s ({b_s / epoch:.2f} epoch)"
+            opts = dict(inverse=inverse, curvature=args.curvature, random_state=0,
+                        chunk_size=512, memory_budget="32GB")
+            est, ff_s = _timed(UnlearnableClassifier.from_fitted, net, X, y, **opts)
+            times = []
+            for key in ("1", "1%", "class"):
+                f = forget_sets[key]
+                e = UnlearnableClassifier.from_fitted(net, X, y, **opts) if key != "1" else est
+                try:
+                    _, t = _timed(e.forget, X[f], y[f])
+                    times.append(f"{t * 1000:.0f} ms")
+                except ValueError as exc:
+                    times.append(f"refused ({str(exc)[:40]}...)")
+            print(f"| {name} | {d:,} | {epoch:.2f} s | {inverse} | {build} | {ff_s:.2f} s | "
+                  f"{_mb(est.curvature_.nbytes)} | " + " | ".join(times) + " |")
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
