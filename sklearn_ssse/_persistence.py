@@ -59,7 +59,9 @@ def to_portable(obj):
 
 
 def _operator_class(name: str) -> type:
-    cls = getattr(_curvature, name, None)
+    from . import _sparse_lowrank  # structured operators on sparse rows live there
+
+    cls = getattr(_curvature, name, None) or getattr(_sparse_lowrank, name, None)
     if not (isinstance(cls, type) and issubclass(cls, _curvature.CurvatureOperator)):
         raise ValueError(f"unknown curvature operator {name!r} in the saved state")
     return cls

@@ -51,7 +51,7 @@ from ._curvature import (
     KroneckerEigen,
     OperatorBuilder,
 )
-from ._data import rebuffer
+from ._data import concat_rows, copy_rows, n_rows, rebuffer
 from ._rows import multiset, multiset_remove, new_salt, row_digests
 
 __all__ = ["accumulate_curvature", "downdate_curvature", "factor_rows", "parameters_at",
@@ -76,19 +76,20 @@ class _BottomSample:
         self.seen = 0
 
     def _compact(self) -> None:
-        keys, pos, X, y = (np.concatenate([p[i] for p in self.parts]) for i in range(4))
+        keys, pos, X, y = ((concat_rows if i == 2 else np.concatenate)([p[i] for p in self.parts])
+                           for i in range(4))
         if len(keys) > self.m:
             keep = np.sort(np.argpartition(keys, self.m - 1)[: self.m])
             keys, pos, X, y = keys[keep], pos[keep], X[keep], y[keep]
         self.parts, self.size = [(keys, pos, X, y)], len(keys)
 
     def add(self, Xc, yc) -> None:
-        c = len(Xc)
+        c = n_rows(Xc)
         keys = self.rng.random_sample(c)
         pos = np.arange(self.seen, self.seen + c)
         self.seen += c
         # own the rows: a chunk may be a view of the caller's (reused) buffer
-        self.parts.append((keys, pos, np.array(Xc, copy=True), np.array(yc, copy=True)))
+        self.parts.append((keys, pos, copy_rows(Xc), np.array(yc, copy=True)))
         self.size += c
         if self.size > 2 * self.m:
             self._compact()
@@ -222,7 +223,7 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
     n = 0
     diagonal = None
     for Xc, yc in rebuffer(chunks, chunk_size):
-        n += len(Xc)
+        n += n_rows(Xc)
         if exact_diagonal:
             part = backend.curvature_diagonal(Xc, yc, curvature)
             if part is None:  # no closed form: the base stays the damping
@@ -238,7 +239,7 @@ def accumulate_curvature(backend, chunks: Iterable, *, kind: str, curvature: str
     n_used, sample = n, None
     if sampler is not None:
         Xs, ys = sampler.result()
-        n_used = len(Xs)
+        n_used = n_rows(Xs)
         for a in range(0, n_used, chunk_size):
             feed(Xs[a:a + chunk_size], ys[a:a + chunk_size])
         if n_used < n:
@@ -267,7 +268,7 @@ def _accumulate_kronecker(backend, chunks: Iterable, *, curvature: str, damping,
         chunks = list(rebuffer(chunks, chunk_size))
     n = 0
     for Xc, yc in rebuffer(chunks, chunk_size):
-        n += len(Xc)
+        n += n_rows(Xc)
         for b, (Xa, A) in zip(builders, backend.kronecker_terms(Xc, yc, curvature)):
             b.add_factors(Xa, A)
     if n == 0:
@@ -296,7 +297,7 @@ def _kronecker_ops(op: CurvatureOperator) -> list[KroneckerEigen] | None:
 def _downdate_kronecker(op, ops, backend, X, y, curvature, chunk_size):
     """Remove the erased samples' share of the EK-FAC eigenvalues, from their Kronecker terms
     (no factor rows), chunk by chunk."""
-    k = len(X)
+    k = n_rows(X)
     terms = [torch.zeros_like(o.s_data) for o in ops]
     builders = []
     for o in ops:
@@ -361,7 +362,7 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
     sample : dict or None
         ``sample`` without the removed digests.
     """
-    k = len(X)
+    k = n_rows(X)
     scale = 1.0
     if sample is not None:
         values, counts, missing = multiset_remove(
@@ -369,7 +370,7 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
         sample = dict(sample, digests=values, counts=counts)
         X, y = X[~missing], y[~missing]
         scale = sample["scale"]
-    if len(X) == 0:
+    if n_rows(X) == 0:
         return op._with_n(op.n - k), sample
     kron = _kronecker_ops(op)
     if kron is not None and backend.kronecker_blocks is not None:
@@ -379,11 +380,11 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
     slices = op.gram_slices
     if (USE_GRAM_HOOK and slices is not None and hasattr(backend, "curvature_gram")
             and label_salt is None
-            and len(X) * backend.factor_rows_per_sample(curvature)
+            and n_rows(X) * backend.factor_rows_per_sample(curvature)
             > REFACTOR_RATIO * min(s.stop - s.start for s in slices)):
         # many rows: subtract the closed-form Gram matrices and refactor the dense blocks
         grams, step = None, max(chunk_size, GRAM_CHUNK)
-        for a in range(0, len(X), step):
+        for a in range(0, n_rows(X), step):
             part = backend.curvature_gram(X[a:a + step], y[a:a + step], curvature, slices)
             if part is None:
                 grams = None
@@ -393,7 +394,7 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
             return op.downdate_gram([G * scale for G in grams], k), sample
     rows = torch.cat([factor_rows(backend, X[a:a + chunk_size], y[a:a + chunk_size], curvature,
                                   label_salt).reshape(-1, backend.n_params)
-                      for a in range(0, len(X), chunk_size)])
+                      for a in range(0, n_rows(X), chunk_size)])
     if scale != 1.0:
         rows = rows * math.sqrt(scale)
     return op.downdate(rows, k), sample

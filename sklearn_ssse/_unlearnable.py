@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import itertools
 import math
 import re
 import threading
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.multioutput import MultiOutputClassifier
@@ -32,6 +34,12 @@ from ._data import array_chunks, is_dask, iter_data, validated_chunks
 from ._persistence import from_portable, to_portable
 from ._rows import RowIndex, multiset, multiset_remove, new_salt, row_digests
 from ._seal import SealError, current_key, digest, fingerprint
+from ._sparse_lowrank import (
+    accumulate_sparse_woodbury,
+    downdate_structured,
+    is_structured,
+    resolve_sparse_inverse,
+)
 from ._streaming import accumulate_curvature, downdate_curvature, parameters_at
 
 #: default of ``memory_budget``: what ``inverse="auto"`` may spend on the curvature (bytes)
@@ -394,8 +402,16 @@ def _floor_damping(damping: torch.Tensor, kind: str) -> torch.Tensor:
 
 def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
     """Inverse curvature of the backend's fitted model, in one pass over a stream of training
-    chunks (shared by ``fit`` and ``from_fitted``; see :mod:`sklearn_ssse._streaming`)."""
-    kind, need = _resolve_inverse(config, backend, n_known)
+    chunks (shared by ``fit`` and ``from_fitted``; see :mod:`sklearn_ssse._streaming`).
+
+    Sparse ``X`` (``config["sparse_nnz"]`` set) is resolved by
+    :func:`~sklearn_ssse._sparse_lowrank.resolve_sparse_inverse`; its structured low-rank
+    blocks are built by :func:`~sklearn_ssse._sparse_lowrank.accumulate_sparse_woodbury`."""
+    plan = None
+    if config.get("sparse_nnz") is not None:
+        kind, need, plan = resolve_sparse_inverse(config, backend, n_known)
+    else:
+        kind, need = _resolve_inverse(config, backend, n_known)
     d = backend.n_params
 
     def damping(n):
@@ -407,6 +423,17 @@ def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
         return _floor_damping(lam, kind)
 
     damping(n_known or 1)  # a missing damping fails before the data is read
+    if plan is not None and plan["structured"]:
+        sampled = (kind == "woodbury" and config["curvature"] == "ggn"
+                   and backend.factor_rows_per_sample("ggn") > 1)
+        state = accumulate_sparse_woodbury(
+            backend, chunks, curvature=config["curvature"], damping=damping,
+            slices=plan["slices"], fisher_max_samples=plan["m"], chunk_size=config["chunk_size"],
+            random_state=rng, label_salt=rng.bytes(16) if sampled else None,
+            exact_diagonal=WOODBURY_EXACT_DIAGONAL)
+        state["inverse"] = kind
+        state["estimated_memory"] = need
+        return state
     max_samples = config["fisher_max_samples"]
     if max_samples is None and kind == "woodbury":
         max_samples = WOODBURY_DEFAULT_SAMPLES
@@ -437,7 +464,7 @@ def _memory_chunks(X, y, idx, config, rng):
     idx = np.asarray(idx)
     if config["fisher_batch_size"] > 1:
         idx = rng.permutation(idx)
-    elif np.array_equal(idx, np.arange(len(X))):
+    elif np.array_equal(idx, np.arange(X.shape[0])):
         idx = None  # plain slices, no copies
     return array_chunks(X, y, config["chunk_size"], idx)
 
@@ -763,7 +790,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         inner = get_tags(self.estimator)
         tags.target_tags.multi_output = inner.target_tags.multi_output
         tags.target_tags.single_output = inner.target_tags.single_output
-        tags.input_tags.sparse = False
+        try:  # scipy sparse X: the linear models (a Pipeline: its first step decides)
+            accepts = select_backend(_final(self.estimator)).accepts_sparse
+        except Exception:
+            accepts = False
+        tags.input_tags.sparse = bool(accepts and get_tags(self.estimator).input_tags.sparse)
         tags.input_tags.allow_nan = False
         tags.non_deterministic = inner.non_deterministic
         return tags
@@ -782,23 +813,30 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         model_space = transformed if reset else pre is not None
         if pre is not None and not transformed:
             X = pre.transform(X)
+        accept = bool(getattr(backend_cls, "accepts_sparse", False))
         if model_space:  # the raw rows were checked by the transformers
             X, y = check_X_y(X, y, multi_output=multi, dtype=backend_cls.input_dtype,
-                             y_numeric=False)
+                             y_numeric=False, accept_sparse=accept)
         else:
             X, y = validate_data(self, X, y, reset=reset, multi_output=multi,
-                                 dtype=backend_cls.input_dtype, y_numeric=False)
+                                 dtype=backend_cls.input_dtype, y_numeric=False,
+                                 accept_sparse=accept)
+        if sp.issparse(X):  # one format everywhere: row chunks are CSR slices
+            X = sp.csr_matrix(X)
         if multi and y.ndim == 1:
             check_classification_targets(y)  # a continuous y: say so first
             raise ValueError(f"{type(model).__name__} needs a 2-D y (n_samples, "
                              "n_outputs): one column of class labels per output")
         return X, y
 
-    def _config(self) -> dict:
-        """Everything the fit and the curvature depend on (not epsilon)."""
-        return {k: getattr(self, k) for k in (
+    def _config(self, X=None) -> dict:
+        """Everything the fit and the curvature depend on (not epsilon); ``sparse_nnz``: the
+        stored entries of a scipy sparse training ``X`` (``None`` for dense rows)."""
+        config = {k: getattr(self, k) for k in (
             "curvature", "damping", "inverse", "memory_budget", "block_size", "fisher_batch_size",
             "fisher_max_samples", "parameters", "dtype", "chunk_size", "random_state")}
+        config["sparse_nnz"] = int(X.nnz) if sp.issparse(X) else None
+        return config
 
     def _resolved(self, state) -> FitConfig:
         """The frozen fit-time settings (``config_``)."""
@@ -844,7 +882,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             shape = getattr(X, "shape", ())  # (the raw rows need not be an array)
             n_raw = shape[1] if len(shape) == 2 else None
             pre = clone(pre)
-            X = pre.fit_transform(X, y)
+            # fit, then transform: forget() transforms the raw rows with transform(), whose
+            # output can differ from fit_transform's in the last bits (TfidfVectorizer), and
+            # the rows the model trains on must be exactly those it is later asked to forget
+            X = pre.fit(X, y).transform(X)
         X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls,
                                  transformed=pre is not None)
         for col in y.reshape(len(y), -1).T:
@@ -853,12 +894,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         fit = _fit_and_build
         if self.memory is not None:
             fit = check_memory(self.memory).cache(_fit_and_build)
-        state = fit(model, X, y, fit_params, self._config())
+        state = fit(model, X, y, fit_params, self._config(X))
         if pre is None:
             self.__dict__.pop("preprocessor_", None)  # from an earlier fit of a Pipeline
         else:
             self.preprocessor_ = pre
-            self.n_features_in_ = int(getattr(pre, "n_features_in_", n_raw))
+            n_in = getattr(pre, "n_features_in_", n_raw)
+            if n_in is None:  # raw rows without columns (documents of a text vectorizer)
+                self.__dict__.pop("n_features_in_", None)
+            else:
+                self.n_features_in_ = int(n_in)
             if hasattr(pre, "feature_names_in_"):
                 self.feature_names_in_ = pre.feature_names_in_
         return self._set_fitted_state(state, backend_cls, X, y)
@@ -901,10 +946,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.classes_ = self.estimator_.classes_
         need_rows = self.keep_training_data or (self.track_samples and digests is None)
         if need_rows:  # in-memory data; rows of a skorch validation split are not in the model
-            fit_idx = np.asarray(state.get("fit_indices", np.arange(len(X))))
+            fit_idx = np.asarray(state.get("fit_indices", np.arange(X.shape[0])))
         if self.keep_training_data:
             self.X_fit_, self.y_fit_ = X, y
-            self.fit_mask_ = np.zeros(len(X), dtype=bool)
+            self.fit_mask_ = np.zeros(X.shape[0], dtype=bool)
             self.fit_mask_[fit_idx] = True
         self.parameters_checksum_ = _parameters_checksum(self._theta)
         for attr in ("sample_salt_", "sample_digests_", "sample_digest_counts_"):
@@ -1089,7 +1134,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         n_features = getattr(est, "n_features_in_", None)
         check = functools.partial(validated_chunks, dtype=backend_cls.input_dtype,
                                   multi_output=_is_multi_output(estimator), classes=classes,
-                                  n_features=n_features)
+                                  n_features=n_features,
+                                  accept_sparse=bool(getattr(backend_cls, "accepts_sparse",
+                                                             False)))
         digests = None
         if y is not None and not (is_dask(X) or is_dask(y)):
             # (a fitted Pipeline's rows were transformed above)
@@ -1099,6 +1146,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             for _ in check([(X, y)]):  # feature count and labels against the fitted model
                 pass
             fit_idx = np.asarray(backend.fit_indices(X, y))  # e.g. without a validation split
+            config["sparse_nnz"] = int(X.nnz) if sp.issparse(X) else None
             chunks = _memory_chunks(X, y, fit_idx, config, rng)
             state = _build_state(backend, chunks, config, rng, n_known=len(fit_idx))
             state["fit_indices"] = fit_idx
@@ -1108,6 +1156,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                  "pass X and y as arrays (or use track_samples=True)")
             info = {}
             chunks = check(iter_data(X, y), info=info)
+            first = next(chunks, None)  # sparse chunks: resolved from the first one's density
+            if first is not None and sp.issparse(first[0]):
+                m = int(self.fisher_max_samples or WOODBURY_DEFAULT_SAMPLES)
+                config["sparse_nnz"] = int(first[0].nnz * m / max(first[0].shape[0], 1))
+            chunks = itertools.chain([first] if first is not None else [], chunks)
             if self.track_samples:
                 salt, parts = new_salt(), []
 
@@ -1218,6 +1271,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         """The cached curvature without the terms of ``(X, y)``, taken at ``theta_fit_`` (the
         parameters it was built at), and its sampled-row record."""
         with parameters_at(self.backend_, self._theta_fit):
+            if is_structured(self.curvature_):  # sparse Kronecker rows (_sparse_lowrank)
+                return downdate_structured(
+                    self.curvature_, getattr(self, "_curvature_sample", None), self.backend_,
+                    X, y, curvature=self.config_.curvature,
+                    label_salt=getattr(self, "_label_salt", None))
             return downdate_curvature(
                 self.curvature_, getattr(self, "_curvature_sample", None), self.backend_, X, y,
                 curvature=self.config_.curvature, chunk_size=self.config_.chunk_size,
@@ -1692,9 +1750,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _X(self, X):
         check_is_fitted(self)
         pre = self.__dict__.get("preprocessor_")
+        accept = bool(getattr(self.backend_, "accepts_sparse", False))
         if pre is not None:  # the frozen transformers of a Pipeline check the raw rows
-            return check_array(pre.transform(X), dtype=self.backend_.input_dtype)
-        return validate_data(self, X, reset=False, dtype=self.backend_.input_dtype)
+            return check_array(pre.transform(X), dtype=self.backend_.input_dtype,
+                               accept_sparse=accept)
+        return validate_data(self, X, reset=False, dtype=self.backend_.input_dtype,
+                             accept_sparse=accept)
 
     @available_if(_estimator_has("predict"))
     @_serialised

@@ -1,0 +1,609 @@
+"""Low-rank-plus-diagonal curvature on sparse Kronecker factor rows (linear models, sparse X).
+
+For a linear model every factor row of the curvature is a Kronecker product
+``u_i = r_i (x) xa_i``: ``r_i`` holds ``K`` output coefficients (residuals ``p - e_y`` for the
+empirical Fisher, ``sqrt(p (1 - p))`` for a sigmoid's GGN, ...) and ``xa_i`` is the sample's
+(sparse) feature row with the intercept column.  With ``m`` such rows stacked in ``U`` and a
+diagonal base ``D`` (damping, plus the exact diagonal of the data term the rows miss), the
+Woodbury identity
+
+    (D + U^T S U)^{-1} = D^{-1} - D^{-1} U^T (S + U D^{-1} U^T)^{-1} U D^{-1}
+
+(``S`` = diag of the rows' signs, ``+1`` for the rows of the curvature, ``-1`` for rows removed by
+a downdate) needs only
+
+* the capacitance ``U D^{-1} U^T = sum_k (r_k r_k^T) * (X_s D_k^{-1} X_s^T)`` (``D_k``: the base
+  on class row ``k``), ``K`` sparse products ``m x m``, and
+* ``U w = rowsum(R * (X_s W^T))`` and ``U^T z = vec(R^T diag(z) X_s)`` (sparse products),
+
+so the ``m x d`` rows are never formed: :class:`SparseKroneckerWoodbury` holds the ``m`` sparse
+rows ``X_s`` (CSR), the ``m x K`` coefficients ``R`` and the explicit inverse of the ``r x r``
+capacitance (``r`` rows in all).  Memory ``O(nnz(X_s) + m K + r^2 + d)``; a solve costs
+``O(K nnz(X_s) + r^2)`` per right-hand side.
+
+Two uses (see :func:`resolve_sparse_inverse`, which ``inverse="auto"`` calls for sparse input):
+
+* ``inverse="woodbury"``: one block over all the parameters of an output, ``m`` sampled rows.  A
+  binary model has ONE GGN row per sample, so with ``m = n`` (every training row) the operator is
+  the exact damped Hessian (an ``n x n`` capacitance), the faithful choice for ``10^4 - 10^6``
+  features when ``n`` is moderate.
+* ``inverse="block"`` of a multinomial model: the per-class diagonal blocks
+  ``Xa^T diag(p_k (1 - p_k)) Xa + damping`` (rank ``n`` each) held exactly as one Woodbury operator
+  per class over every training row (``K`` capacitances ``n x n``) when the dense ``p x p``
+  blocks do not fit the memory budget.
+
+:meth:`SparseKroneckerWoodbury.downdate` removes the rows of erased samples (the leave-S-out
+step): their rows join the capacitance with sign ``-1`` through a Schur complement
+(``O(r^2 k)``), refused when the result would not be positive definite.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from ._curvature import BlockDiagonal, CurvatureOperator
+from ._data import concat_rows, n_rows, rebuffer
+from ._rows import multiset, multiset_remove, new_salt, row_digests
+
+__all__ = ["SparseKroneckerWoodbury", "accumulate_sparse_woodbury", "downdate_structured",
+           "is_structured", "resolve_sparse_inverse", "sparse_dense_memory",
+           "sparse_woodbury_memory"]
+
+_INDEFINITE = ("removing these rows leaves a curvature that is not positive definite: they are not "
+               "terms of it (were the samples part of the training data?)")
+
+
+def _csr_tensors(X: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    X = sp.csr_matrix(X, dtype=np.float64)
+    return (torch.from_numpy(np.ascontiguousarray(X.data)),
+            torch.from_numpy(X.indices.astype(np.int64)),
+            torch.from_numpy(X.indptr.astype(np.int64)))
+
+
+def _as_np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+class SparseKroneckerWoodbury(CurvatureOperator):
+    """``M = diag(D) + sum_g s_g U_g^T U_g`` with Kronecker rows ``U_g[i] = R_g[i] (x) X_g[i]``.
+
+    The parameters of the block form a ``K x p`` matrix (class rows ``[w_c, b_c]``, parameter
+    ``c * p + j``), as in the linear backend.  Row groups ``g`` (the rows the curvature was
+    built from, then one group per downdate) are kept as CSR matrices ``X_g`` (held as three
+    tensors, so that :meth:`to`, pickling and the seal see them) and coefficients ``R_g``
+    (``m_g x K``); ``cap_inv`` is the inverse of the capacitance ``S + U D^{-1} U^T`` over all
+    groups.
+
+    Parameters
+    ----------
+    diag_sum : Tensor of shape (K * p,)
+        The diagonal base ``D`` (sum form, strictly positive).
+    groups : list of dict
+        ``{"data", "indices", "indptr"}`` (CSR of ``X_g``, ``m_g x p``), ``"R"``
+        (``m_g x K``) and ``"sign"`` (``+1.0`` or ``-1.0``).
+    cap_inv : Tensor of shape (r, r)
+        Inverse of the capacitance, ``r = sum_g m_g``.
+    n : int
+        Samples the data term averages over.
+    K, p : int
+        Shape of the block's parameter matrix.
+    """
+
+    def __init__(self, diag_sum: torch.Tensor, groups: list[dict], cap_inv: torch.Tensor,
+                 n: int, K: int, p: int):
+        super().__init__(n)
+        self.diag_sum = diag_sum
+        self.groups = list(groups)
+        self.cap_inv = cap_inv
+        self.K, self.p = int(K), int(p)
+
+    # ---------------------------------------------------------------------------- building
+    @classmethod
+    def build(cls, diag_sum: torch.Tensor, X, R, n: int) -> SparseKroneckerWoodbury:
+        """The operator of ``diag(diag_sum) + U^T U`` for the rows ``U[i] = R[i] (x) X[i]``.
+
+        Parameters
+        ----------
+        diag_sum : Tensor of shape (K * p,)
+            Diagonal base (sum form).
+        X : scipy sparse matrix of shape (m, p)
+            Feature rows (with the intercept column when the block has one).
+        R : ndarray or Tensor of shape (m, K)
+            Output coefficients of the rows.
+        n : int
+            Samples the data term averages over.
+        """
+        R = np.asarray(_as_np(R) if torch.is_tensor(R) else R, dtype=np.float64)
+        K, p = R.shape[1], X.shape[1]
+        if diag_sum.shape[0] != K * p:
+            raise ValueError(f"diag_sum has {diag_sum.shape[0]} entries, expected K * p = {K * p}")
+        if not bool(torch.all(diag_sum > 0)):
+            raise ValueError("the low-rank inverse needs a strictly positive damping on every "
+                             "parameter; pass damping=<float> > 0")
+        X = sp.csr_matrix(X, dtype=np.float64)
+        empty = cls(diag_sum, [], torch.zeros((0, 0), dtype=diag_sum.dtype), n, K, p)
+        return empty._extend(X, R, 1.0, n)
+
+    def _group_csr(self, g: dict) -> sp.csr_matrix:
+        m = g["indptr"].shape[0] - 1
+        return sp.csr_matrix((_as_np(g["data"]), _as_np(g["indices"]), _as_np(g["indptr"])),
+                             shape=(m, self.p))
+
+    def _inv_base(self) -> np.ndarray:
+        return 1.0 / _as_np(self.diag_sum).reshape(self.K, self.p)
+
+    def _cross(self, Xa: sp.csr_matrix, Ra: np.ndarray, Xb: sp.csr_matrix, Rb: np.ndarray
+               ) -> np.ndarray:
+        """``U_a D^{-1} U_b^T = sum_k (R_a[:, k] R_b[:, k]^T) * (X_a D_k^{-1} X_b^T)``."""
+        inv = self._inv_base()
+        out = np.zeros((Xa.shape[0], Xb.shape[0]))
+        XbT = Xb.T.tocsr()
+        for k in range(self.K):
+            G = (Xa @ sp.diags(inv[k]) @ XbT).toarray()
+            out += np.outer(Ra[:, k], Rb[:, k]) * G
+        return out
+
+    def _extend(self, X: sp.csr_matrix, R: np.ndarray, sign: float, n: int
+                ) -> SparseKroneckerWoodbury:
+        """The operator with ``sign * U^T U`` added (rows ``R[i] (x) X[i]``), over ``n``."""
+        keep = (np.abs(R).sum(1) > 0) & (np.diff(X.indptr) > 0)
+        if not keep.all():  # rows of zeros add nothing
+            X, R = X[keep], R[keep]
+        if X.shape[0] == 0:
+            return self._with_n(n)
+        E = self._cross(X, R, X, R)
+        E = 0.5 * (E + E.T)
+        E[np.diag_indices_from(E)] += sign  # S^{-1} = S for signs +-1
+        if self.groups:  # the new rows against the old: (r, k)
+            B = np.vstack([self._cross(self._group_csr(g), _as_np(g["R"]), X, R)
+                           for g in self.groups])
+            Cinv = _as_np(self.cap_inv)
+            CB = Cinv @ B
+            Sc = E - B.T @ CB
+        else:
+            Cinv = np.zeros((0, 0))
+            CB = np.zeros((0, X.shape[0]))
+            Sc = E
+        Sc = 0.5 * (Sc + Sc.T)
+        if sign < 0:
+            # M - V^T V is positive definite iff I - V M^{-1} V^T = -Sc is
+            try:
+                np.linalg.cholesky(-Sc)
+            except np.linalg.LinAlgError:
+                raise ValueError(_INDEFINITE) from None
+        else:
+            try:
+                L = np.linalg.cholesky(Sc)
+            except np.linalg.LinAlgError:
+                raise ValueError("the damped curvature is not positive definite; increase "
+                                 "damping") from None
+        if sign > 0 and not self.groups:
+            eye = np.eye(Sc.shape[0])
+            Linv = np.linalg.solve(L, eye) if Sc.shape[0] else eye
+            Sc_inv = Linv.T @ Linv
+        else:
+            Sc_inv = np.linalg.inv(Sc)
+        Sc_inv = 0.5 * (Sc_inv + Sc_inv.T)
+        top = Cinv + CB @ Sc_inv @ CB.T
+        off = -CB @ Sc_inv
+        cap_inv = np.block([[top, off], [off.T, Sc_inv]])
+        data, indices, indptr = _csr_tensors(X)
+        dtype, device = self.diag_sum.dtype, self.diag_sum.device
+        group = {"data": data.to(dtype=dtype, device=device),
+                 "indices": indices.to(device=device), "indptr": indptr.to(device=device),
+                 "R": torch.from_numpy(np.ascontiguousarray(R)).to(dtype=dtype, device=device),
+                 "sign": float(sign)}
+        return SparseKroneckerWoodbury(
+            self.diag_sum, self.groups + [group],
+            torch.from_numpy(cap_inv).to(dtype=dtype, device=device), n, self.K, self.p)
+
+    # -------------------------------------------------------------------- the operator API
+    @property
+    def dim(self):
+        return self.K * self.p
+
+    @property
+    def rank(self) -> int:
+        """Rows in the capacitance (those of the curvature plus the removed ones)."""
+        return int(self.cap_inv.shape[0])
+
+    def _apply_U(self, T: np.ndarray) -> np.ndarray:
+        """``U T`` for ``T`` of shape ``(K * p, c)``: ``(r, c)``."""
+        Tk = T.reshape(self.K, self.p, -1)
+        parts = []
+        for g in self.groups:
+            X, R = self._group_csr(g), _as_np(g["R"])
+            out = np.zeros((X.shape[0], Tk.shape[2]))
+            for k in range(self.K):
+                out += R[:, k:k + 1] * (X @ Tk[k])
+            parts.append(out)
+        return np.vstack(parts) if parts else np.zeros((0, Tk.shape[2]))
+
+    def _apply_Ut(self, Z: np.ndarray) -> np.ndarray:
+        """``U^T Z`` for ``Z`` of shape ``(r, c)``: ``(K * p, c)``."""
+        out = np.zeros((self.K, self.p, Z.shape[1]))
+        a = 0
+        for g in self.groups:
+            X, R = self._group_csr(g), _as_np(g["R"])
+            m = X.shape[0]
+            Zg = Z[a:a + m]
+            a += m
+            XT = X.T.tocsr()
+            for k in range(self.K):
+                out[k] += XT @ (R[:, k:k + 1] * Zg)
+        return out.reshape(self.K * self.p, -1)
+
+    def solve_sum(self, V):
+        vec = V.dim() == 1
+        W = _as_np(V.to(dtype=torch.float64)).reshape(self.dim, -1)
+        inv = 1.0 / _as_np(self.diag_sum).astype(np.float64)
+        T = W * inv[:, None]
+        if self.groups:
+            Z = _as_np(self.cap_inv).astype(np.float64) @ self._apply_U(T)
+            T = T - inv[:, None] * self._apply_Ut(Z)
+        out = torch.from_numpy(T).to(dtype=V.dtype, device=V.device)
+        return out.reshape(-1) if vec else out
+
+    def matrix(self):
+        """The dense sum form ``M`` (tests and small problems only)."""
+        M = np.diag(_as_np(self.diag_sum).astype(np.float64))
+        for g in self.groups:
+            X, R = self._group_csr(g).toarray(), _as_np(g["R"])
+            U = (R[:, :, None] * X[:, None, :]).reshape(X.shape[0], -1)
+            M += g["sign"] * U.T @ U
+        return torch.from_numpy(M).to(dtype=self.diag_sum.dtype)
+
+    def downdate(self, rows, n_removed):
+        """The operator without the rows ``(X, R)`` of erased samples (see the module
+        docstring); dense factor rows are refused (this operator never forms them)."""
+        if torch.is_tensor(rows):
+            raise TypeError("SparseKroneckerWoodbury is downdated with structured rows "
+                            "(X_sparse, R), not dense factor rows")
+        X, R = rows
+        R = np.asarray(_as_np(R) if torch.is_tensor(R) else R, dtype=np.float64)
+        return self._extend(sp.csr_matrix(X, dtype=np.float64), R, -1.0,
+                            self.n - int(n_removed))
+
+    def _float_tensors(self) -> list[torch.Tensor]:
+        return ([self.diag_sum, self.cap_inv]
+                + [t for g in self.groups for t in (g["data"], g["R"])])
+
+    def _tensors(self):
+        return self._float_tensors() + [t for g in self.groups
+                                        for t in (g["indices"], g["indptr"])]
+
+    def _map(self, fn, index_fn=None):
+        index_fn = index_fn or (lambda t: t)
+        groups = [{"data": fn(g["data"]), "indices": index_fn(g["indices"]),
+                   "indptr": index_fn(g["indptr"]), "R": fn(g["R"]), "sign": g["sign"]}
+                  for g in self.groups]
+        return SparseKroneckerWoodbury(fn(self.diag_sum), groups, fn(self.cap_inv), self.n,
+                                       self.K, self.p)
+
+    def to(self, device=None, dtype=None):
+        return self._map(lambda t: t.to(device=device, dtype=dtype),
+                         lambda t: t.to(device=device))
+
+
+# ------------------------------------------------------------------------------ helpers
+def is_structured(op) -> bool:
+    """Whether ``op`` is (a block-diagonal of) :class:`SparseKroneckerWoodbury`."""
+    if isinstance(op, SparseKroneckerWoodbury):
+        return True
+    return isinstance(op, BlockDiagonal) and all(isinstance(o, SparseKroneckerWoodbury)
+                                                 for o in op.ops)
+
+
+def _block_plan(backend, slices) -> list[tuple[int, int | None]]:
+    """For each operator slice: ``(output j, class row)`` (``None``: all the rows of output
+    ``j``), from the backend's Kronecker blocks; a slice that is neither is refused."""
+    kron = backend.kronecker_blocks
+    plan = []
+    for s in slices:
+        for j, (ks, _, p) in enumerate(kron):
+            if (s.start, s.stop) == (ks.start, ks.stop):
+                plan.append((j, None))
+                break
+            if ks.start <= s.start and s.stop <= ks.stop and s.stop - s.start == p \
+                    and (s.start - ks.start) % p == 0:
+                plan.append((j, (s.start - ks.start) // p))
+                break
+        else:
+            raise ValueError("with sparse X the low-rank blocks are whole outputs or single "
+                             "class rows; block_size is not supported (leave it None)")
+    return plan
+
+
+def _block_rows(terms, plan_item, scale: float):
+    """``(X, R)`` of one block from the backend's Kronecker factor rows ``terms``."""
+    j, row = plan_item
+    Xa, R = terms[j]  # (n, p) sparse, (n, q, K)
+    n, q, _ = R.shape
+    if row is None:
+        if q > 1:  # q factor rows per sample, all with the sample's features
+            Xa = Xa[np.repeat(np.arange(n), q)]
+        Rb = R.reshape(n * q, -1)
+    else:  # one class row: its diagonal block sum_i (sum_c R[i, c, row]^2) xa xa^T
+        Rb = np.sqrt((R[:, :, row] ** 2).sum(1))[:, None]
+    if scale != 1.0:
+        Rb = Rb * math.sqrt(scale)
+    return Xa, Rb
+
+
+def _kron_terms(backend, X, y, curvature, label_salt):
+    from ._streaming import row_uniforms
+
+    u = row_uniforms(X, y, label_salt) if label_salt is not None else None
+    return backend.kronecker_factor_rows(X, y, curvature, u=u)
+
+
+def accumulate_sparse_woodbury(backend, chunks, *, curvature: str, damping, slices,
+                               fisher_max_samples: int | None, chunk_size: int = 512,
+                               random_state=None, label_salt: bytes | None = None,
+                               exact_diagonal: bool = True) -> dict:
+    """Build the structured low-rank operator of a fitted linear model from sparse chunks.
+
+    Parameters
+    ----------
+    backend : LinearBackend
+        The fitted model's backend (``kronecker_blocks``, ``kronecker_factor_rows``).
+    chunks : iterable of (X_chunk, y_chunk)
+        Validated training chunks (CSR), read once.
+    curvature : {"empirical_fisher", "ggn"}
+        Which curvature.
+    damping : callable
+        ``damping(n) -> Tensor`` (mean form).
+    slices : list of slice
+        The blocks: whole outputs (``inverse="woodbury"``) or single class rows (the exact
+        per-class blocks of ``inverse="block"``).
+    fisher_max_samples : int or None
+        Uniform random subset of rows (``None``: every row, exact).
+    chunk_size : int, default=512
+        Rows per computation.
+    random_state : RandomState
+        Source of the subset's keys.
+    label_salt : bytes, optional
+        Sampled GGN rows (one label drawn per sample), as for the dense woodbury kind.
+    exact_diagonal : bool, default=True
+        Diagonal base = damping + the exact diagonal the rows miss (computed over every row).
+
+    Returns
+    -------
+    dict
+        As :func:`~sklearn_ssse._streaming.accumulate_curvature`.
+    """
+    from ._streaming import _BottomSample
+
+    plan = _block_plan(backend, slices)
+    sampler = (_BottomSample(fisher_max_samples, random_state)
+               if fisher_max_samples is not None else None)
+    kept_X, kept_y = [], []
+    n, diagonal = 0, None
+    for Xc, yc in rebuffer(chunks, chunk_size):
+        n += n_rows(Xc)
+        if exact_diagonal:
+            part = backend.curvature_diagonal(Xc, yc, curvature)
+            diagonal = part if diagonal is None else diagonal + part
+        if sampler is not None:
+            sampler.add(Xc, yc)
+        else:
+            kept_X.append(Xc)
+            kept_y.append(yc)
+    if n == 0:
+        raise ValueError("the training data is empty")
+    if sampler is not None:
+        Xs, ys = sampler.result()
+    else:
+        Xs, ys = concat_rows(kept_X), np.concatenate(kept_y)
+    m = n_rows(Xs)
+    sample = None
+    if m < n:
+        salt = new_salt()
+        digests, counts = multiset(row_digests(Xs, ys, salt=salt))
+        sample = {"salt": salt, "digests": digests, "counts": counts, "scale": n / m}
+    lam = damping(n)
+    diag_sum = (n * lam).to(dtype=torch.float64)
+    terms = _kron_terms(backend, Xs, ys, curvature, label_salt)
+    ops = []
+    for s, item in zip(slices, plan):
+        X_b, R_b = _block_rows(terms, item, n / m)
+        base = diag_sum[s].clone()
+        if diagonal is not None:
+            K = R_b.shape[1]
+            covered = (np.asarray(X_b.multiply(X_b).T @ (R_b ** 2)).T).reshape(-1)  # (K * p,)
+            missing = diagonal[s].to(torch.float64) - torch.from_numpy(covered)
+            base = base + missing.clamp(min=0)
+            assert base.shape[0] == K * X_b.shape[1]
+        ops.append(SparseKroneckerWoodbury.build(base, X_b, R_b, n))
+    op = ops[0] if len(ops) == 1 and slices[0] == slice(0, backend.n_params) \
+        else BlockDiagonal(slices, ops, n)
+    return {"curvature": op, "damping": lam, "n": n, "n_curvature_samples": m,
+            "sample": sample, "label_salt": label_salt}
+
+
+def downdate_structured(op, sample, backend, X, y, *, curvature: str,
+                        label_salt: bytes | None = None):
+    """:func:`~sklearn_ssse._streaming.downdate_curvature` for a structured operator: the
+    erased samples' Kronecker rows (sampled ones only, with their weight, when the operator
+    was built from a subset) leave every block.  Call it at the parameters the operator was
+    built at."""
+    k = n_rows(X)
+    scale = 1.0
+    if sample is not None:
+        values, counts, missing = multiset_remove(
+            sample["digests"], sample["counts"], row_digests(X, y, salt=sample["salt"]))
+        sample = dict(sample, digests=values, counts=counts)
+        X, y = X[~missing], y[~missing]
+        scale = sample["scale"]
+    if n_rows(X) == 0:
+        return op._with_n(op.n - k), sample
+    slices = op.slices if isinstance(op, BlockDiagonal) else [slice(0, op.dim)]
+    ops = op.ops if isinstance(op, BlockDiagonal) else [op]
+    plan = _block_plan(backend, slices)
+    terms = _kron_terms(backend, X, y, curvature, label_salt)
+    new = [o.downdate(_block_rows(terms, item, scale), k) for o, item in zip(ops, plan)]
+    if isinstance(op, BlockDiagonal):
+        return BlockDiagonal(slices, new, op.n - k), sample
+    return new[0], sample
+
+
+# ------------------------------------------------------------------- memory and the choice
+ITEM = 8  # float64
+
+
+def sparse_woodbury_memory(m: int, q: int, nnz: int, widths: list[int], K: list[int]) -> int:
+    """Estimated peak bytes of :class:`SparseKroneckerWoodbury` blocks.
+
+    Per block of width ``b`` with ``K`` class rows and ``r = m q`` rows: the capacitance, its
+    inverse and one sparse product's dense result (``3 r^2``), the coefficients (``r K``) and
+    the diagonal (``2 b``); once for all blocks: the ``nnz`` stored entries of the sampled rows
+    (value and index, 16 bytes each, plus the intercept column and the row pointers).  It
+    depends on ``nnz``, never on ``m * d``.
+    """
+    r = m * q
+    per_block = sum(3 * r * r + r * k + 2 * b for b, k in zip(widths, K)) * ITEM
+    return int(per_block + 16 * (nnz + m * q) + 8 * (m * q + 1))
+
+
+def sparse_dense_memory(widths: list[int]) -> int:
+    """Peak bytes of dense Gram blocks built from sparse rows: Gram, Cholesky factor and the
+    sparse product's result before it is densified (``3 b^2`` numbers per block)."""
+    return int(3 * sum(b * b for b in widths) * ITEM)
+
+
+def _largest_m(fit, lo: int, hi: int) -> int | None:
+    """The largest ``m`` in ``[lo, hi]`` with ``fit(m)`` (monotone), or ``None``."""
+    if not fit(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fit(mid) else (lo, mid - 1)
+    return lo
+
+
+def resolve_sparse_inverse(config: dict, backend, n: int | None) -> tuple[str, int, dict]:
+    """The inverse for sparse ``X`` (``config["sparse_nnz"]`` stored entries over ``n`` rows).
+
+    ``"auto"``, most faithful first, the first whose estimate fits ``memory_budget``:
+
+    1. ``"dense"``: the ``d x d`` Gram from the sparse rows (``3 d^2`` numbers);
+    2. ``"block"`` (models with class blocks): the dense per-class blocks, or else each block
+       held exactly as a Woodbury operator over every training row (``K`` capacitances ``n x
+       n``, :class:`SparseKroneckerWoodbury`);
+    3. ``"woodbury"`` (not for a softmax GGN, as for dense input): every training row when
+       the ``n x n`` capacitance fits (a binary model's exact damped Hessian), else the largest
+       sample of rows that fits (at least 64).
+
+    An explicit kind is checked against the budget the same way; ``"ekfac"`` and
+    ``"sherman_morrison"`` are refused for sparse input (both hold dense ``p x p`` / ``d x d``
+    matrices built from dense factor rows).
+
+    Returns
+    -------
+    kind : str
+    need : int
+        Estimated bytes.
+    plan : dict
+        ``structured`` (bool: build :class:`SparseKroneckerWoodbury` blocks), ``slices`` (their
+        blocks) and ``m`` (rows to sample, ``None`` = every row).
+    """
+    from ._unlearnable import _format_bytes, _parse_bytes
+
+    budget = _parse_bytes(config["memory_budget"])
+    inverse = config["inverse"]
+    nnz = int(config["sparse_nnz"])
+    d = backend.n_params
+    kron = backend.kronecker_blocks
+    if inverse in ("ekfac", "sherman_morrison"):
+        raise ValueError(f"inverse={inverse!r} does not take sparse X (it holds dense p x p / "
+                         "d x d matrices built from dense rows): use 'dense', 'block', "
+                         "'woodbury' or 'auto'")
+    if kron is None:
+        raise ValueError(f"{type(backend).__name__} does not take sparse X")
+    if int(config.get("fisher_batch_size", 1)) > 1:
+        raise ValueError("fisher_batch_size > 1 is not supported with sparse X (use 1)")
+    n_eff = n if n is not None else max(1, int(config.get("fisher_max_samples") or 1024))
+    outputs = [(s, K, p) for s, K, p in kron]
+    blocks = backend.blocks or [slice(0, d)]
+    natural = backend.natural_blocks or blocks
+    if config.get("block_size") is not None:
+        if inverse in ("block", "auto"):
+            raise ValueError("block_size is not supported with sparse X: the sparse block "
+                             "kind holds one block per class (leave block_size=None)")
+    softmax_ggn = (config.get("curvature") == "ggn"
+                   and backend.factor_rows_per_sample("ggn") > 1)
+
+    def dense_need(slices):
+        return sparse_dense_memory([s.stop - s.start for s in slices])
+
+    def rows_need(slices, m, q):
+        # a whole output keeps its K class rows per structured row, a class-row block one
+        Ks = [next((K for w, K, _ in outputs if (w.start, w.stop) == (s.start, s.stop)), 1)
+              for s in slices]
+        return sparse_woodbury_memory(m, q, int(nnz * m / max(n_eff, 1)),
+                                      [s.stop - s.start for s in slices], Ks)
+
+    # per-class blocks are single class rows (one structured row per sample and block)
+    def class_blocks_need():
+        return rows_need(natural, n_eff, 1)
+
+    fm = config.get("fisher_max_samples")
+
+    def woodbury_plan():
+        # one row per sample: sampled GGN rows for a softmax (label_salt), else exact rows
+        q = 1
+        m_max = n_eff if fm is None else min(int(fm), n_eff)
+        m = m_max
+        if fm is None:  # every row when it fits, else the largest sample that does
+            m = _largest_m(lambda m: rows_need(blocks, m, q) <= budget, min(64, m_max),
+                           m_max) or min(64, m_max)
+        return m, rows_need(blocks, m, q)
+
+    has_class_blocks = [(s.start, s.stop) for s in natural] != [(s.start, s.stop)
+                                                                 for s in blocks]
+
+    def choose(kind):
+        """(need, plan) of ``kind`` on sparse X."""
+        if kind == "dense":
+            return dense_need(blocks), {"structured": False, "slices": blocks, "m": None}
+        if kind == "block":
+            if config.get("block_size") is None and has_class_blocks:
+                dn = dense_need(natural)
+                if dn <= budget or inverse == "block" and class_blocks_need() > dn:
+                    return dn, {"structured": False, "slices": natural, "m": None}
+                return class_blocks_need(), {"structured": True, "slices": natural,
+                                             "m": None}
+            return choose("dense")
+        m, need = woodbury_plan()
+        return need, {"structured": True, "slices": blocks,
+                      "m": None if m >= n_eff and n is not None else m}
+
+    if inverse != "auto":
+        need, plan = choose(inverse)
+        if need > budget:
+            raise ValueError(
+                f"inverse={inverse!r} for {d} parameters on sparse X ({nnz} stored entries) "
+                f"needs about {_format_bytes(need)}, over memory_budget="
+                f"{_format_bytes(budget)}: raise memory_budget, or use inverse='auto' (or a "
+                "smaller fisher_max_samples)")
+        return inverse, need, plan
+    tried = []
+    for kind in ("dense", "block", "woodbury"):
+        if kind == "block" and not has_class_blocks:
+            continue
+        if kind == "woodbury" and softmax_ggn:
+            continue
+        need, plan = choose(kind)
+        if need <= budget:
+            return kind, need, plan
+        tried.append(f"{kind} {_format_bytes(need)}")
+    raise ValueError(f"no inverse fits memory_budget={_format_bytes(budget)} for {d} "
+                     f"parameters on sparse X ({nnz} stored entries; estimated: "
+                     f"{', '.join(tried)}); raise memory_budget"
+                     + (" or pass inverse='woodbury' (sampled rows of a softmax model land "
+                        "further from retraining than the per-class blocks)"
+                        if softmax_ggn else ""))
