@@ -157,8 +157,7 @@ def row_digests(X, y=None, salt: bytes = b"") -> np.ndarray:
     salt = bytes(salt)
     if len(salt) > 64:
         raise ValueError(f"salt has {len(salt)} bytes; BLAKE2b keys have at most 64")
-    if not sp.issparse(X):
-        X = canonical_rows(X)
+    X = X.tocsr() if sp.issparse(X) else canonical_rows(X)  # (CSR: row slices)
     n = X.shape[0]
     labels = _label_bytes(y, n)
     out = bytearray(n * DIGEST_SIZE)
