@@ -44,6 +44,7 @@ import math
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.linalg import lapack
 
 from ._curvature import BlockDiagonal, CurvatureOperator
 from ._data import concat_rows, n_rows, rebuffer
@@ -78,8 +79,8 @@ class SparseKroneckerWoodbury(CurvatureOperator):
     ``c * p + j``), as in the linear backend.  Row groups ``g`` (the rows the curvature was
     built from, then one group per downdate) are kept as CSR matrices ``X_g`` (held as three
     tensors, so that :meth:`to`, pickling and the seal see them) and coefficients ``R_g``
-    (``m_g x K``); ``cap_inv`` is the inverse of the capacitance ``S + U D^{-1} U^T`` over all
-    groups.
+    (``m_g x K``); the inverse of the capacitance ``S + U D^{-1} U^T`` over all groups is held
+    as the first group's inverse ``cap_inv`` plus one Schur-complement level per later group.
 
     Parameters
     ----------
@@ -88,21 +89,26 @@ class SparseKroneckerWoodbury(CurvatureOperator):
     groups : list of dict
         ``{"data", "indices", "indptr"}`` (CSR of ``X_g``, ``m_g x p``), ``"R"``
         (``m_g x K``) and ``"sign"`` (``+1.0`` or ``-1.0``).
-    cap_inv : Tensor of shape (r, r)
-        Inverse of the capacitance, ``r = sum_g m_g``.
+    cap_inv : Tensor of shape (m_0, m_0)
+        Inverse of the first group's capacitance ``I + U_0 D^{-1} U_0^T``.
     n : int
         Samples the data term averages over.
     K, p : int
         Shape of the block's parameter matrix.
+    levels : list of dict, optional
+        One per later group (a downdate): ``CB`` (``r_prev x m_g``) and ``S_inv``
+        (``m_g x m_g``), see :meth:`_cap_solve`; the capacitance over all groups is never
+        rebuilt, so a downdate costs ``O(r^2 k)`` time and ``O(r k)`` memory.
     """
 
     def __init__(self, diag_sum: torch.Tensor, groups: list[dict], cap_inv: torch.Tensor,
-                 n: int, K: int, p: int):
+                 n: int, K: int, p: int, levels: list[dict] | None = None):
         super().__init__(n)
         self.diag_sum = diag_sum
         self.groups = list(groups)
         self.cap_inv = cap_inv
         self.K, self.p = int(K), int(p)
+        self.levels = list(levels or [])
 
     # ---------------------------------------------------------------------------- building
     @classmethod
@@ -164,45 +170,56 @@ class SparseKroneckerWoodbury(CurvatureOperator):
         if self.groups:  # the new rows against the old: (r, k)
             B = np.vstack([self._cross(self._group_csr(g), _as_np(g["R"]), X, R)
                            for g in self.groups])
-            Cinv = _as_np(self.cap_inv)
-            CB = Cinv @ B
+            CB = self._cap_solve(B)
             Sc = E - B.T @ CB
         else:
-            Cinv = np.zeros((0, 0))
-            CB = np.zeros((0, X.shape[0]))
             Sc = E
         Sc = 0.5 * (Sc + Sc.T)
-        if sign < 0:
-            # M - V^T V is positive definite iff I - V M^{-1} V^T = -Sc is
-            try:
-                np.linalg.cholesky(-Sc)
-            except np.linalg.LinAlgError:
-                raise ValueError(_INDEFINITE) from None
-        else:
-            try:
-                L = np.linalg.cholesky(Sc)
-            except np.linalg.LinAlgError:
-                raise ValueError("the damped curvature is not positive definite; increase "
-                                 "damping") from None
-        if sign > 0 and not self.groups:
-            eye = np.eye(Sc.shape[0])
-            Linv = np.linalg.solve(L, eye) if Sc.shape[0] else eye
-            Sc_inv = Linv.T @ Linv
-        else:
-            Sc_inv = np.linalg.inv(Sc)
-        Sc_inv = 0.5 * (Sc_inv + Sc_inv.T)
-        top = Cinv + CB @ Sc_inv @ CB.T
-        off = -CB @ Sc_inv
-        cap_inv = np.block([[top, off], [off.T, Sc_inv]])
+        # -sign * Sc is positive definite iff the result is: for a removal, M - V^T V is
+        # positive definite iff I - V M^{-1} V^T = -Sc is (Schur complement of the signed
+        # capacitance); LAPACK's Cholesky and its inverse (potrf, potri) in place
+        c, info = lapack.dpotrf(np.asfortranarray(sign * Sc), lower=1, overwrite_a=1)
+        if info != 0:
+            raise ValueError(_INDEFINITE if sign < 0 else "the damped curvature is not positive "
+                             "definite; increase damping")
+        Sc_inv, info = lapack.dpotri(c, lower=1, overwrite_c=1)
+        if info != 0:  # pragma: no cover - potrf succeeded
+            raise ValueError("the capacitance matrix is singular")
+        Sc_inv = np.tril(Sc_inv) + np.tril(Sc_inv, -1).T
+        Sc_inv *= sign
         data, indices, indptr = _csr_tensors(X)
         dtype, device = self.diag_sum.dtype, self.diag_sum.device
         group = {"data": data.to(dtype=dtype, device=device),
                  "indices": indices.to(device=device), "indptr": indptr.to(device=device),
-                 "R": torch.from_numpy(np.ascontiguousarray(R)).to(dtype=dtype, device=device),
+                 # (a fresh tensor: numpy may give a size-1 axis a zero stride)
+                 "R": torch.tensor(np.asarray(R), dtype=dtype, device=device),
                  "sign": float(sign)}
-        return SparseKroneckerWoodbury(
-            self.diag_sum, self.groups + [group],
-            torch.from_numpy(cap_inv).to(dtype=dtype, device=device), n, self.K, self.p)
+        if not self.groups:
+            return SparseKroneckerWoodbury(self.diag_sum, [group], torch.from_numpy(Sc_inv).to(
+                dtype=dtype, device=device), n, self.K, self.p)
+        level = {"CB": torch.from_numpy(np.ascontiguousarray(CB)).to(dtype=dtype, device=device),
+                 "S_inv": torch.from_numpy(Sc_inv).to(dtype=dtype, device=device)}
+        return SparseKroneckerWoodbury(self.diag_sum, self.groups + [group], self.cap_inv, n,
+                                       self.K, self.p, self.levels + [level])
+
+    def _cap_solve(self, Bm: np.ndarray) -> np.ndarray:
+        """``Cap^{-1} B`` for the capacitance of all the groups, level by level: with
+        ``Cap_j = [[Cap_{j-1}, B_j], [B_j^T, E_j]]``, ``CB_j = Cap_{j-1}^{-1} B_j`` and the Schur
+        complement's inverse ``S_j^{-1}``, ``Cap_j^{-1} [b1; b2] = [a + CB_j u; -u]`` with
+        ``a = Cap_{j-1}^{-1} b1`` and ``u = S_j^{-1} (CB_j^T b1 - b2)``.  A downdate adds a
+        level (``O(r k)`` numbers) and never rebuilds the base inverse."""
+        sizes = [g["indptr"].shape[0] - 1 for g in self.groups]
+        r0 = sizes[0]
+        out = np.asarray(_as_np(self.cap_inv), dtype=np.float64) @ Bm[:r0]
+        end = r0
+        for level, k in zip(self.levels, sizes[1:]):
+            CB = np.asarray(_as_np(level["CB"]), dtype=np.float64)
+            S_inv = np.asarray(_as_np(level["S_inv"]), dtype=np.float64)
+            b1, b2 = Bm[:end], Bm[end:end + k]
+            u = S_inv @ (CB.T @ b1 - b2)
+            out = np.vstack([out + CB @ u, -u])
+            end += k
+        return out
 
     # -------------------------------------------------------------------- the operator API
     @property
@@ -212,7 +229,7 @@ class SparseKroneckerWoodbury(CurvatureOperator):
     @property
     def rank(self) -> int:
         """Rows in the capacitance (those of the curvature plus the removed ones)."""
-        return int(self.cap_inv.shape[0])
+        return sum(int(g["indptr"].shape[0]) - 1 for g in self.groups)
 
     def _apply_U(self, T: np.ndarray) -> np.ndarray:
         """``U T`` for ``T`` of shape ``(K * p, c)``: ``(r, c)``."""
@@ -246,16 +263,16 @@ class SparseKroneckerWoodbury(CurvatureOperator):
 
     def _matvec(self, T: np.ndarray) -> np.ndarray:
         """``M T`` from the rows (exact, sparse products only)."""
-        D = _as_np(self.diag_sum).astype(np.float64)[:, None]
+        D = np.asarray(_as_np(self.diag_sum), dtype=np.float64)[:, None]
         if not self.groups:
             return D * T
         return D * T + self._apply_Ut(self._signs()[:, None] * self._apply_U(T))
 
     def _woodbury(self, W: np.ndarray) -> np.ndarray:
-        inv = 1.0 / _as_np(self.diag_sum).astype(np.float64)
+        inv = 1.0 / np.asarray(_as_np(self.diag_sum), dtype=np.float64)
         T = W * inv[:, None]
         if self.groups:
-            Z = _as_np(self.cap_inv).astype(np.float64) @ self._apply_U(T)
+            Z = self._cap_solve(self._apply_U(T))
             T = T - inv[:, None] * self._apply_Ut(Z)
         return T
 
@@ -265,7 +282,7 @@ class SparseKroneckerWoodbury(CurvatureOperator):
         the intercepts, makes the formula lose digits to cancellation; each step recovers
         them at the cost of one more product with the rows)."""
         vec = V.dim() == 1
-        W = _as_np(V.to(dtype=torch.float64)).reshape(self.dim, -1)
+        W = np.asarray(_as_np(V), dtype=np.float64).reshape(self.dim, -1)
         T = self._woodbury(W)
         for _ in range(REFINE_STEPS if self.groups else 0):
             T = T + self._woodbury(W - self._matvec(T))
@@ -294,7 +311,8 @@ class SparseKroneckerWoodbury(CurvatureOperator):
 
     def _float_tensors(self) -> list[torch.Tensor]:
         return ([self.diag_sum, self.cap_inv]
-                + [t for g in self.groups for t in (g["data"], g["R"])])
+                + [t for g in self.groups for t in (g["data"], g["R"])]
+                + [t for lv in self.levels for t in (lv["CB"], lv["S_inv"])])
 
     def _tensors(self):
         return self._float_tensors() + [t for g in self.groups
@@ -305,8 +323,9 @@ class SparseKroneckerWoodbury(CurvatureOperator):
         groups = [{"data": fn(g["data"]), "indices": index_fn(g["indices"]),
                    "indptr": index_fn(g["indptr"]), "R": fn(g["R"]), "sign": g["sign"]}
                   for g in self.groups]
+        levels = [{"CB": fn(lv["CB"]), "S_inv": fn(lv["S_inv"])} for lv in self.levels]
         return SparseKroneckerWoodbury(fn(self.diag_sum), groups, fn(self.cap_inv), self.n,
-                                       self.K, self.p)
+                                       self.K, self.p, levels)
 
     def to(self, device=None, dtype=None):
         return self._map(lambda t: t.to(device=device, dtype=dtype),
