@@ -56,6 +56,8 @@ __all__ = ["SparseKroneckerWoodbury", "accumulate_sparse_woodbury", "downdate_st
 
 #: iterative refinement steps of every solve (see :meth:`SparseKroneckerWoodbury.solve_sum`)
 REFINE_STEPS = 2
+#: ... taken only while the residual ``V - M X`` exceeds this share of ``V``'s largest entry
+REFINE_TOL = 1e-13
 
 _INDEFINITE = ("removing these rows leaves a curvature that is not positive definite: they are not "
                "terms of it (were the samples part of the training data?)")
@@ -66,6 +68,15 @@ def _csr_tensors(X: sp.csr_matrix) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return (torch.from_numpy(np.ascontiguousarray(X.data)),
             torch.from_numpy(X.indices.astype(np.int64)),
             torch.from_numpy(X.indptr.astype(np.int64)))
+
+
+def _tensor(a: np.ndarray, dtype, device) -> torch.Tensor:
+    """``a`` as a tensor with standard strides (numpy may give a size-1 axis a zero stride,
+    which torch keeps and byte views of the tensor refuse); no copy when ``a`` has no such
+    axis."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    # through a 1-D view: torch's reshape of it has standard strides
+    return torch.from_numpy(a.reshape(-1)).reshape(a.shape).to(dtype=dtype, device=device)
 
 
 def _as_np(t: torch.Tensor) -> np.ndarray:
@@ -191,14 +202,12 @@ class SparseKroneckerWoodbury(CurvatureOperator):
         dtype, device = self.diag_sum.dtype, self.diag_sum.device
         group = {"data": data.to(dtype=dtype, device=device),
                  "indices": indices.to(device=device), "indptr": indptr.to(device=device),
-                 # (a fresh tensor: numpy may give a size-1 axis a zero stride)
-                 "R": torch.tensor(np.asarray(R), dtype=dtype, device=device),
+                 "R": _tensor(R, dtype, device),
                  "sign": float(sign)}
         if not self.groups:
-            return SparseKroneckerWoodbury(self.diag_sum, [group], torch.from_numpy(Sc_inv).to(
-                dtype=dtype, device=device), n, self.K, self.p)
-        level = {"CB": torch.from_numpy(np.ascontiguousarray(CB)).to(dtype=dtype, device=device),
-                 "S_inv": torch.from_numpy(Sc_inv).to(dtype=dtype, device=device)}
+            return SparseKroneckerWoodbury(self.diag_sum, [group], _tensor(Sc_inv, dtype, device),
+                                           n, self.K, self.p)
+        level = {"CB": _tensor(CB, dtype, device), "S_inv": _tensor(Sc_inv, dtype, device)}
         return SparseKroneckerWoodbury(self.diag_sum, self.groups + [group], self.cap_inv, n,
                                        self.K, self.p, self.levels + [level])
 
@@ -277,15 +286,20 @@ class SparseKroneckerWoodbury(CurvatureOperator):
         return T
 
     def solve_sum(self, V):
-        """``M^{-1} V``: the Woodbury formula, then ``REFINE_STEPS`` steps of iterative
-        refinement against the exact ``M`` (a tiny diagonal, such as the ``1e-6`` damping of
-        the intercepts, makes the formula lose digits to cancellation; each step recovers
-        them at the cost of one more product with the rows)."""
+        """``M^{-1} V``: the Woodbury formula, then up to ``REFINE_STEPS`` steps of iterative
+        refinement against the exact ``M`` while the residual exceeds ``REFINE_TOL`` (a tiny
+        diagonal, such as the ``1e-6`` damping of the intercepts, makes the formula lose
+        digits to cancellation; each step recovers them at the cost of one more product with
+        the rows)."""
         vec = V.dim() == 1
         W = np.asarray(_as_np(V), dtype=np.float64).reshape(self.dim, -1)
         T = self._woodbury(W)
-        for _ in range(REFINE_STEPS if self.groups else 0):
-            T = T + self._woodbury(W - self._matvec(T))
+        scale = np.abs(W).max() if W.size else 0.0
+        for _ in range(REFINE_STEPS if self.groups and scale > 0 else 0):
+            residual = W - self._matvec(T)  # (cheap: sparse products)
+            if np.abs(residual).max() <= REFINE_TOL * scale:
+                break
+            T = T + self._woodbury(residual)
         out = torch.from_numpy(T).to(dtype=V.dtype, device=V.device)
         return out.reshape(-1) if vec else out
 

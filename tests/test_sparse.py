@@ -264,6 +264,43 @@ def test_auto_multinomial_sparse_picks_exact_class_blocks():
         c = UnlearnableClassifier(LogisticRegression(tol=1e-10, max_iter=2000), inverse="block",
                                   memory_budget=budget).fit(sp.csr_matrix(Xs), ys)
         c.forget(sp.csr_matrix(Xs[:9]), ys[:9])
+        c.forget(sp.csr_matrix(Xs[9:10]), ys[9:10])  # one row: 1 x 1 Schur levels
         out.append((c.get_parameters(), type(c.curvature_.ops[0]).__name__))
     assert [o[1] for o in out] == ["LowRankCorrected", "SparseKroneckerWoodbury"]
     _compare(out[0][0], out[1][0], 3, 1e-8)
+
+
+def test_scorers_and_grid_search_on_sparse_rows():
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_ssse.metrics import parameter_distance_scorer, prediction_distance_scorer
+    from sklearn_ssse.model_selection import ForgetSplit
+
+    X, y = _sparse_problem(n=160, d=30, seed=5)
+    results = []
+    for fmt in (np.asarray, sp.csr_matrix):
+        search = GridSearchCV(
+            UnlearnableClassifier(LogisticRegression(tol=1e-10, max_iter=2000),
+                                  keep_training_data=True),
+            {"epsilon": [0.0, 0.5, 1.0]}, cv=ForgetSplit(n_splits=2, forget_size=0.1,
+                                                          random_state=0),
+            scoring={"param": parameter_distance_scorer, "pred": prediction_distance_scorer},
+            refit=False).fit(fmt(X), y)
+        results.append(np.r_[search.cv_results_["mean_test_param"],
+                             search.cv_results_["mean_test_pred"]])
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-8)
+    assert results[1][2] > results[1][0]  # epsilon=1 is closer to retraining than 0
+
+
+def test_multi_output_sparse_matches_dense():
+    from sklearn.multioutput import MultiOutputClassifier
+
+    X, y1 = _sparse_problem(n=150, d=20, seed=6)
+    y = np.c_[y1, (X[:, 0] > 0).astype(int)]
+    out = []
+    for fmt in (np.asarray, sp.csr_matrix):
+        clf = UnlearnableClassifier(MultiOutputClassifier(
+            LogisticRegression(tol=1e-10, max_iter=2000)), inverse="woodbury").fit(fmt(X), y)
+        clf.forget(fmt(X[:7]), y[:7])
+        out.append(clf.get_parameters())
+    np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-10 * np.abs(out[0]).max())
