@@ -40,6 +40,7 @@ step): their rows join the capacitance with sign ``-1`` through a Schur compleme
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -58,6 +59,10 @@ __all__ = ["SparseKroneckerWoodbury", "accumulate_sparse_woodbury", "downdate_st
 REFINE_STEPS = 2
 #: ... taken only while the residual ``V - M X`` exceeds this share of ``V``'s largest entry
 REFINE_TOL = 1e-13
+
+#: CSR matrices of the operators' row groups, by the id of their data tensor (an entry leaves
+#: with the tensor)
+_CSR_CACHE: dict = {}
 
 _INDEFINITE = ("removing these rows leaves a curvature that is not positive definite: they are not "
                "terms of it (were the samples part of the training data?)")
@@ -148,10 +153,21 @@ class SparseKroneckerWoodbury(CurvatureOperator):
         empty = cls(diag_sum, [], torch.zeros((0, 0), dtype=diag_sum.dtype), n, K, p)
         return empty._extend(X, R, 1.0, n)
 
-    def _group_csr(self, g: dict) -> sp.csr_matrix:
-        m = g["indptr"].shape[0] - 1
-        return sp.csr_matrix((_as_np(g["data"]), _as_np(g["indices"]), _as_np(g["indptr"])),
-                             shape=(m, self.p))
+    def _group_csr(self, g: dict, transpose: bool = False) -> sp.csr_matrix:
+        """The group's rows as CSR (or their transpose), built once per data tensor and kept
+        in a weak cache outside the operator's state (not pickled, not sealed)."""
+        data = g["data"]
+        key = id(data)
+        hit = _CSR_CACHE.get(key)
+        if (hit is None or hit[0]() is not data or hit[1] is not g["indices"]
+                or hit[2] is not g["indptr"]):
+            m = g["indptr"].shape[0] - 1
+            X = sp.csr_matrix((_as_np(data), _as_np(g["indices"]), _as_np(g["indptr"])),
+                              shape=(m, self.p))
+            hit = (weakref.ref(data, lambda _, k=key: _CSR_CACHE.pop(k, None)), g["indices"],
+                   g["indptr"], X, X.T.tocsr())
+            _CSR_CACHE[key] = hit
+        return hit[4] if transpose else hit[3]
 
     def _inv_base(self) -> np.ndarray:
         return 1.0 / _as_np(self.diag_sum).reshape(self.K, self.p)
@@ -261,7 +277,7 @@ class SparseKroneckerWoodbury(CurvatureOperator):
             m = X.shape[0]
             Zg = Z[a:a + m]
             a += m
-            XT = X.T.tocsr()
+            XT = self._group_csr(g, transpose=True)
             for k in range(self.K):
                 out[k] += XT @ (R[:, k:k + 1] * Zg)
         return out.reshape(self.K * self.p, -1)

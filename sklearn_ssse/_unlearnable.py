@@ -1016,13 +1016,18 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise SealError("this model is sealed with a secret key: set it with "
                             "sklearn_ssse.seal_key(key) (or the SKLEARN_SSSE_SEAL_KEY environment "
                             "variable) to verify or update it")
-        memo = self._seal_memo() if not full else None
+        # a full verification hashes everything afresh (an empty memo) and, once it matches,
+        # remembers the large digests, so that the next seal (after a forget) does not rehash
+        # the unchanged curvature a second time (a model just loaded or copied)
+        memo = self._seal_memo() if not full else {}
         if not hmac.compare_digest(digest(self.__dict__, key, memo=memo), self.state_seal_):
             raise SealError("the model's state does not match its seal: the parameters, the "
                             "cached curvature, the row records or the erasure log were modified "
                             "or corrupted since it was sealed" + (", or the key is not the one it "
                                                                  "was sealed with" if keyed else "")
                             + ". Nothing was changed; refit it or load an intact copy")
+        if full:
+            self._seal_memo_cache = memo
         self._seal_fingerprint = fingerprint(self.__dict__)
 
     def verify_seal(self) -> bool:
