@@ -32,6 +32,10 @@ Two uses (see :func:`resolve_sparse_inverse`, which ``inverse="auto"`` calls for
   per class over every training row (``K`` capacitances ``n x n``) when the dense ``p x p``
   blocks do not fit the memory budget.
 
+Unpenalised intercepts get the weights' damping here (as for the dense ``"woodbury"`` kind):
+the operator starts from ``D^{-1}``, and the ``1e-6`` floor of the dense kinds makes the
+capacitance too ill-conditioned for removals.
+
 :meth:`SparseKroneckerWoodbury.downdate` removes the rows of erased samples (the leave-S-out
 step): their rows join the capacitance with sign ``-1`` through a Schur complement
 (``O(r^2 k)``), refused when the result would not be positive definite.
@@ -198,6 +202,14 @@ class SparseKroneckerWoodbury(CurvatureOperator):
             B = np.vstack([self._cross(self._group_csr(g), _as_np(g["R"]), X, R)
                            for g in self.groups])
             CB = self._cap_solve(B)
+            # refinement against the exact capacitance (sparse products): the explicit inverse
+            # of an ill-conditioned capacitance (a 1e-6 intercept damping) loses digits, and the
+            # Schur complement of a removal would then look indefinite
+            for _ in range(REFINE_STEPS):
+                resid = B - self._cap_apply(CB)
+                if np.abs(resid).max() <= REFINE_TOL * max(np.abs(B).max(), 1e-300):
+                    break
+                CB = CB + self._cap_solve(resid)
             Sc = E - B.T @ CB
         else:
             Sc = E
@@ -226,6 +238,11 @@ class SparseKroneckerWoodbury(CurvatureOperator):
         level = {"CB": _tensor(CB, dtype, device), "S_inv": _tensor(Sc_inv, dtype, device)}
         return SparseKroneckerWoodbury(self.diag_sum, self.groups + [group], self.cap_inv, n,
                                        self.K, self.p, self.levels + [level])
+
+    def _cap_apply(self, Z: np.ndarray) -> np.ndarray:
+        """``Cap Z = S Z + U D^{-1} U^T Z`` over all the groups (exact, sparse products)."""
+        inv = 1.0 / np.asarray(_as_np(self.diag_sum), dtype=np.float64)
+        return self._signs()[:, None] * Z + self._apply_U(inv[:, None] * self._apply_Ut(Z))
 
     def _cap_solve(self, Bm: np.ndarray) -> np.ndarray:
         """``Cap^{-1} B`` for the capacitance of all the groups, level by level: with

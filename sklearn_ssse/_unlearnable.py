@@ -414,20 +414,24 @@ def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
         kind, need = _resolve_inverse(config, backend, n_known)
     d = backend.n_params
 
-    def damping(n):
+    def damping(n, floor=kind):
         if config["damping"] == "auto":
             lam = backend.default_damping(n).to(dtype=backend.dtype, device=backend.device)
         else:
             lam = torch.full((d,), float(config["damping"]), dtype=backend.dtype,
                              device=backend.device)
-        return _floor_damping(lam, kind)
+        return _floor_damping(lam, floor)
 
     damping(n_known or 1)  # a missing damping fails before the data is read
     if plan is not None and plan["structured"]:
         sampled = (kind == "woodbury" and config["curvature"] == "ggn"
                    and backend.factor_rows_per_sample("ggn") > 1)
+        # every structured operator starts from diag(damping)^-1: intercepts get the largest
+        # damping, as for the dense woodbury kind (a 1e-6 floor makes the capacitance too
+        # ill-conditioned for its removals)
         state = accumulate_sparse_woodbury(
-            backend, chunks, curvature=config["curvature"], damping=damping,
+            backend, chunks, curvature=config["curvature"],
+            damping=functools.partial(damping, floor="woodbury"),
             slices=plan["slices"], fisher_max_samples=plan["m"], chunk_size=config["chunk_size"],
             random_state=rng, label_salt=rng.bytes(16) if sampled else None,
             exact_diagonal=WOODBURY_EXACT_DIAGONAL)

@@ -261,8 +261,10 @@ def test_auto_multinomial_sparse_picks_exact_class_blocks():
     Xs, ys = _sparse_problem(n=60, d=200, n_classes=3, density=0.05, seed=4)
     out = []
     for budget in ("2GiB", "1MiB"):  # dense blocks fit (6.5 MB) / only the rows fit (0.1 MB)
+        # (a float damping: the low-rank blocks give unpenalised intercepts the weights'
+        # damping, the dense ones 1e-6 of it)
         c = UnlearnableClassifier(LogisticRegression(tol=1e-10, max_iter=2000), inverse="block",
-                                  memory_budget=budget).fit(sp.csr_matrix(Xs), ys)
+                                  damping=0.01, memory_budget=budget).fit(sp.csr_matrix(Xs), ys)
         c.forget(sp.csr_matrix(Xs[:9]), ys[:9])
         c.forget(sp.csr_matrix(Xs[9:10]), ys[9:10])  # one row: 1 x 1 Schur levels
         out.append((c.get_parameters(), type(c.curvature_.ops[0]).__name__))
@@ -304,3 +306,21 @@ def test_multi_output_sparse_matches_dense():
         clf.forget(fmt(X[:7]), y[:7])
         out.append(clf.get_parameters())
     np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-10 * np.abs(out[0]).max())
+
+
+@pytest.mark.parametrize("inverse", ["dense", "woodbury"])
+def test_from_fitted_sparse_stream_equals_in_memory(inverse):
+    X, y = _sparse_problem(n=300, d=25, seed=7)
+    Xs = sp.csr_matrix(X)
+    lr = LogisticRegression(tol=1e-10, max_iter=2000).fit(Xs, y)
+    out = []
+    for data in ("memory", "stream"):
+        if data == "memory":
+            clf = UnlearnableClassifier.from_fitted(lr, Xs, y, inverse=inverse)
+        else:
+            chunks = ((Xs[a:a + 70], y[a:a + 70]) for a in range(0, 300, 70))
+            clf = UnlearnableClassifier.from_fitted(lr, chunks, inverse=inverse)
+        assert clf.n_samples_ == 300 and clf.n_curvature_samples_ == 300
+        clf.forget(X[:6], y[:6])  # dense rows into a model built from sparse ones
+        out.append(clf.get_parameters())
+    np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-12 * np.abs(out[0]).max())
