@@ -324,3 +324,18 @@ def test_from_fitted_sparse_stream_equals_in_memory(inverse):
         clf.forget(X[:6], y[:6])  # dense rows into a model built from sparse ones
         out.append(clf.get_parameters())
     np.testing.assert_allclose(out[0], out[1], rtol=0, atol=1e-12 * np.abs(out[0]).max())
+
+
+def test_logistic_regression_cv_on_sparse_rows():
+    from sklearn.linear_model import LogisticRegressionCV
+
+    X, y = _sparse_problem(n=200, d=25, n_classes=3, seed=8)
+    cv = LogisticRegressionCV(Cs=[0.1, 1.0, 10.0], cv=3, tol=1e-10, max_iter=3000,
+                              l1_ratios=(0.0,), use_legacy_attributes=False).fit(X, y)
+    out = []
+    for fmt in (np.asarray, sp.csr_matrix, sp.csc_matrix):
+        clf = UnlearnableClassifier.from_fitted(cv, fmt(X), y, inverse="dense")
+        clf.forget(fmt(X[:8]), y[:8])
+        out.append(clf.get_parameters())
+    for other in out[1:]:
+        _compare(out[0], other, 3, 1e-10)
