@@ -64,6 +64,10 @@ REFINE_STEPS = 2
 #: ... taken only while the residual ``V - M X`` exceeds this share of ``V``'s largest entry
 REFINE_TOL = 1e-13
 
+#: columns of a ``d x c`` intermediate formed at once (bounds the memory of removals to
+#: ``O(d * _COLUMNS)`` besides the ``r x k`` products)
+_COLUMNS = 16
+
 #: CSR matrices of the operators' row groups, by the id of their data tensor (an entry leaves
 #: with the tensor)
 _CSR_CACHE: dict = {}
@@ -240,9 +244,14 @@ class SparseKroneckerWoodbury(CurvatureOperator):
                                        self.K, self.p, self.levels + [level])
 
     def _cap_apply(self, Z: np.ndarray) -> np.ndarray:
-        """``Cap Z = S Z + U D^{-1} U^T Z`` over all the groups (exact, sparse products)."""
+        """``Cap Z = S Z + U D^{-1} U^T Z`` over all the groups (exact, sparse products), a few
+        columns at a time: ``U^T Z`` is dense ``d x c``."""
         inv = 1.0 / np.asarray(_as_np(self.diag_sum), dtype=np.float64)
-        return self._signs()[:, None] * Z + self._apply_U(inv[:, None] * self._apply_Ut(Z))
+        out = self._signs()[:, None] * Z
+        for a in range(0, Z.shape[1], _COLUMNS):
+            cols = slice(a, a + _COLUMNS)
+            out[:, cols] += self._apply_U(inv[:, None] * self._apply_Ut(Z[:, cols]))
+        return out
 
     def _cap_solve(self, Bm: np.ndarray) -> np.ndarray:
         """``Cap^{-1} B`` for the capacitance of all the groups, level by level: with
