@@ -47,6 +47,7 @@ from sklearn_ssse.metrics import normalized_parameter_distance
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "text.md"
 C = 10.0
+SPEEDUPS: list[float] = []
 
 
 def _mb(b: float) -> str:
@@ -135,6 +136,7 @@ def run_problem(name: str, n_docs: int, n_classes: int, lines: list[str], seed: 
         Pre = re.predict_proba(X_test)
         gap = np.abs(c.predict_proba(X_test) - Pre).max()
         gap0 = np.abs(P0 - Pre).max()
+        SPEEDUPS.append(t_re / t_forget)
         lines.append(f"| {label} | {k} | {t_forget:.3f} | {t_re:.2f} | {t_re / t_forget:,.0f}x "
                      f"| {_mb(peak)} | {dist:.4f} | {gap:.2e} / {gap0:.2e} |")
         print(lines[-1], flush=True)
@@ -165,6 +167,14 @@ def main(argv=None) -> int:
     run_problem("binary (Android vs iPhone), sampled rows", args.n_binary, 2, lines,
                 params={"inverse": "woodbury", "fisher_max_samples": 512})
     run_problem("3 classes (top sources)", args.n_multi, 3, lines)
+    lines += [f"**Target forget >= 1000x faster than retraining: not met** (best "
+              f"{max(SPEEDUPS):,.0f}x). Retraining this corpus is cheap (lbfgs on a few thousand "
+              "short documents: seconds), while an exact forget applies the n x n capacitance "
+              "inverse (O(n^2) per solve, several solves per forget: the leave-out step, the "
+              "removal's Schur complement O(n^2 k), forget's positive-definiteness probe) plus a "
+              "fixed overhead of tens of milliseconds (validation, digests, seal). A sampled "
+              "curvature (m = 512) is faster but lands far from retraining; the exact one lands "
+              "within 0.1-2.4% (binary) of the retrained parameters.", ""]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     lines.append(f"Peak resident memory of the whole run: {_mb(rss)}.")
     text = "\n".join(lines) + "\n"
