@@ -26,6 +26,7 @@ import math
 import time
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ._data import array_chunks, dask_row_aligned, is_dask, iter_data, validated_chunks
@@ -96,13 +97,14 @@ def _block_gradients(Xb, yb, estimators, backend_cls, backend_kwargs, n_features
 
     if pre is not None:
         Xb = pre.transform(Xb)
-    Xb = check_array(np.asarray(Xb), dtype=np.float64, input_name="X")
+    Xb = check_array(Xb if sp.issparse(Xb) else np.asarray(Xb), dtype=np.float64,
+                     input_name="X", accept_sparse="csr")
     if Xb.shape[1] != n_features:
         raise ValueError(f"X has {Xb.shape[1]} features, the model {n_features}")
     yb = np.asarray(yb)
     G = np.stack([backend_cls(est, **backend_kwargs).gradient_sum(Xb, yb).numpy()
                   for est in estimators])
-    return G, len(Xb), _class_counts(yb, classes)
+    return G, Xb.shape[0], _class_counts(yb, classes)
 
 
 def loss_gradients(clf, thetas, X=None, y=None, remaining=None):
@@ -136,7 +138,8 @@ def loss_gradients(clf, thetas, X=None, y=None, remaining=None):
         if pre is not None:  # raw rows of a Pipeline: its frozen transformers first
             chunks = ((pre.transform(Xc), yc) for Xc, yc in chunks)
     chunks = validated_chunks(chunks, dtype=backend_cls.input_dtype, multi_output=multi,
-                              classes=clf.classes_, n_features=n_features)
+                              classes=clf.classes_, n_features=n_features,
+                              accept_sparse=bool(getattr(backend_cls, "accepts_sparse", False)))
     total = np.zeros((len(thetas), backend.n_params))
     n = 0
     counts = None

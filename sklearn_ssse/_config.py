@@ -34,6 +34,9 @@ class FitConfig:
         Estimated peak bytes of building the chosen inverse.
     preprocessing : str
         ``"frozen"`` or ``"update"`` (a Pipeline's transformers updated by forget).
+    sparse_nnz : int or None
+        Stored entries of a scipy sparse training ``X`` (``None``: dense rows); the inverse
+        kinds for sparse ``X`` serve the model (:mod:`sklearn_ssse._curvature._sparse`).
     """
 
     curvature: str
@@ -45,6 +48,7 @@ class FitConfig:
     memory_budget: int
     estimated_memory: int
     preprocessing: str = "frozen"
+    sparse_nnz: int | None = None
 
     def to_dict(self) -> dict:
         """The settings as a plain dict."""

@@ -9,10 +9,31 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils import check_array
 
-__all__ = ["array_chunks", "dask_row_aligned", "is_dask", "iter_data", "rebuffer",
-           "validated_chunks"]
+__all__ = ["array_chunks", "concat_rows", "copy_rows", "dask_row_aligned", "is_dask",
+           "iter_data", "n_rows", "rebuffer", "validated_chunks"]
+
+#: sparse formats the linear models take as they are (any other sparse format is converted to CSR)
+SPARSE_FORMATS = ("csr", "csc")
+
+
+def n_rows(X) -> int:
+    """Number of rows of an array or a scipy sparse matrix (``len`` is ambiguous for sparse)."""
+    return int(X.shape[0]) if hasattr(X, "shape") else len(X)
+
+
+def concat_rows(parts):
+    """Stack chunks of rows: ``scipy.sparse.vstack`` (CSR) for sparse chunks, else numpy."""
+    if sp.issparse(parts[0]):
+        return sp.vstack(parts, format="csr")
+    return np.concatenate(parts)
+
+
+def copy_rows(X):
+    """An owned copy of a chunk (a sparse chunk stays sparse)."""
+    return X.copy() if sp.issparse(X) else np.array(X, copy=True)
 
 
 def is_dask(a) -> bool:
@@ -91,7 +112,7 @@ def iter_data(X, y=None) -> Iterator[tuple]:
 def array_chunks(X, y, chunk_size: int, index=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Chunks of in-memory ``X, y``, in the order of ``index`` (default: all rows in order)."""
     if index is None:
-        for a in range(0, len(X), chunk_size):
+        for a in range(0, n_rows(X), chunk_size):
             yield X[a:a + chunk_size], y[a:a + chunk_size]
         return
     index = np.asarray(index)
@@ -101,7 +122,8 @@ def array_chunks(X, y, chunk_size: int, index=None) -> Iterator[tuple[np.ndarray
 
 
 def validated_chunks(chunks: Iterable, *, dtype, multi_output: bool, classes=None,
-                     n_features: int | None = None, info: dict | None = None) -> Iterator[tuple]:
+                     n_features: int | None = None, info: dict | None = None,
+                     accept_sparse: bool = False) -> Iterator[tuple]:
     """Check every chunk like ``fit`` checks ``X, y``.
 
     Parameters
@@ -118,6 +140,8 @@ def validated_chunks(chunks: Iterable, *, dtype, multi_output: bool, classes=Non
         Expected number of features (else that of the first chunk).
     info : dict, optional
         Receives ``n_features`` and ``n_samples`` as the stream is read.
+    accept_sparse : bool, default=False
+        Take scipy sparse chunks (CSR / CSC; returned as CSR) instead of refusing them.
 
     Yields
     ------
@@ -129,7 +153,10 @@ def validated_chunks(chunks: Iterable, *, dtype, multi_output: bool, classes=Non
     if classes is not None and not isinstance(classes, list):
         classes = [classes]
     for i, (Xc, yc) in enumerate(chunks):
-        Xc = check_array(Xc, dtype=dtype, ensure_min_samples=0, input_name="X")
+        Xc = check_array(Xc, dtype=dtype, ensure_min_samples=0, input_name="X",
+                         accept_sparse=SPARSE_FORMATS if accept_sparse else False)
+        if sp.issparse(Xc):
+            Xc = Xc.tocsr()  # row chunks
         yc = np.asarray(yc)
         if multi_output:
             if yc.ndim != 2:
@@ -139,8 +166,8 @@ def validated_chunks(chunks: Iterable, *, dtype, multi_output: bool, classes=Non
             yc = yc.ravel()
         elif yc.ndim != 1:
             raise ValueError(f"chunk {i}: y must be 1-D, got shape {yc.shape}")
-        if len(Xc) != len(yc):
-            raise ValueError(f"chunk {i}: X has {len(Xc)} rows but y has {len(yc)}")
+        if n_rows(Xc) != len(yc):
+            raise ValueError(f"chunk {i}: X has {n_rows(Xc)} rows but y has {len(yc)}")
         if n_features is None:
             n_features = Xc.shape[1]
         if Xc.shape[1] != n_features:
@@ -156,17 +183,18 @@ def validated_chunks(chunks: Iterable, *, dtype, multi_output: bool, classes=Non
                     raise ValueError(f"chunk {i}: labels the fitted model does not know (output "
                                      f"{j}): {unseen.tolist()}")
         info["n_features"] = n_features
-        info["n_samples"] += len(Xc)
-        if len(Xc):
+        info["n_samples"] += n_rows(Xc)
+        info["nnz"] = info.get("nnz", 0) + (Xc.nnz if sp.issparse(Xc) else Xc.size)
+        if n_rows(Xc):
             yield Xc, yc
 
 
 def rebuffer(chunks: Iterable, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Re-cut a stream of ``(X, y)`` chunks into chunks of exactly ``size`` rows (the last one
-    shorter), copying only rows that straddle a boundary."""
+    shorter), copying only rows that straddle a boundary (sparse chunks stay sparse)."""
     bx, by, have = [], [], 0
     for Xc, yc in chunks:
-        start, c = 0, len(Xc)
+        start, c = 0, n_rows(Xc)
         while start < c:
             take = min(size - have, c - start)
             if have == 0 and take == size:
@@ -176,8 +204,8 @@ def rebuffer(chunks: Iterable, size: int) -> Iterator[tuple[np.ndarray, np.ndarr
                 by.append(yc[start:start + take])
                 have += take
                 if have == size:
-                    yield np.concatenate(bx), np.concatenate(by)
+                    yield concat_rows(bx), np.concatenate(by)
                     bx, by, have = [], [], 0
             start += take
     if have:
-        yield np.concatenate(bx), np.concatenate(by)
+        yield concat_rows(bx), np.concatenate(by)

@@ -3,6 +3,10 @@
 Canonical form: features are compared as float64 (integer and float inputs with equal values
 agree), ``-0.0`` equals ``0.0`` and all NaNs are one value.  Numeric labels are compared as
 float64 (``1`` equals ``1.0``), any other label by its ``str`` (``1`` and ``"1"`` differ).
+A row is identified by its width and its nonzero entries (positions and values), so the same row
+has the same digest and the same index hash whether it comes as a dense array or as a row of a
+scipy sparse matrix (CSR, CSC, ...; explicit zeros and duplicate entries are normalised away),
+and a sparse row is never densified to be hashed.
 
 1. **Salted digests** (:func:`row_digests`, :func:`multiset`, :func:`multiset_remove`): with
    ``track_samples=True`` the model keeps one keyed BLAKE2b digest per training row (features
@@ -74,6 +78,33 @@ def canonical_rows(X) -> np.ndarray:
     return X
 
 
+def canonical_sparse(X) -> sp.csr_matrix:
+    """The canonical form of rows as a CSR matrix: sorted indices, no duplicates, no stored
+    zeros (``-0.0`` included), one NaN bit pattern.  Dense input is converted (its zeros are
+    dropped), sparse input is never densified.
+
+    Parameters
+    ----------
+    X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+        Numeric rows (a 1-D array is one column).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of float64
+        A new matrix; ``X`` is not modified.
+    """
+    if not sp.issparse(X):
+        X = canonical_rows(X)
+    elif X.dtype.kind not in "biuf":
+        raise TypeError(f"rows can only be hashed from numeric data, got dtype {X.dtype}")
+    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
+    X.sum_duplicates()
+    X.eliminate_zeros()  # (-0.0 == 0 too)
+    X.sort_indices()
+    X.data[np.isnan(X.data)] = np.nan
+    return X
+
+
 def _label_bytes(y, n: int) -> list[bytes]:
     if y is None:
         return [b""] * n
@@ -119,23 +150,34 @@ def row_digests(X, y=None, salt: bytes = b"") -> np.ndarray:
     (True, False)
     >>> bool(row_digests([[1.0, -0.0]], [1])[0] == row_digests([[1, 0]], [1.0])[0])
     True
+    >>> import scipy.sparse as sp
+    >>> bool(row_digests(sp.csr_matrix([[0.0, 2.0]]), [1])[0] == row_digests([[0, 2]], [1])[0])
+    True
     """
     salt = bytes(salt)
     if len(salt) > 64:
         raise ValueError(f"salt has {len(salt)} bytes; BLAKE2b keys have at most 64")
-    Xc = canonical_rows(X)
-    n = Xc.shape[0]
+    X = X.tocsr() if sp.issparse(X) else canonical_rows(X)  # (CSR: row slices)
+    n = X.shape[0]
     labels = _label_bytes(y, n)
-    # the row width is fixed (n_features float64 words), so row + label is unambiguous
-    header = Xc.shape[1].to_bytes(8, "little")
-    buf = memoryview(Xc).cast("B")
-    width = Xc.shape[1] * 8
     out = bytearray(n * DIGEST_SIZE)
-    for i in range(n):
-        h = hashlib.blake2b(header, digest_size=DIGEST_SIZE, key=salt)
-        h.update(buf[i * width:(i + 1) * width])
-        h.update(labels[i])
-        out[i * DIGEST_SIZE:(i + 1) * DIGEST_SIZE] = h.digest()
+    # a row is (width, number of nonzeros, their positions as int64, their values as float64
+    # words): unambiguous, and the same for a dense row and a sparse one
+    for start in range(0, n, _CHUNK):
+        block = X[start:start + _CHUNK]
+        Xc = canonical_sparse(block)
+        header = Xc.shape[1].to_bytes(8, "little")
+        idx = Xc.indices.astype("<i8")
+        words = Xc.data.astype("<f8")
+        ptr = Xc.indptr
+        for r in range(Xc.shape[0]):
+            i, a, b = start + r, ptr[r], ptr[r + 1]
+            h = hashlib.blake2b(header, digest_size=DIGEST_SIZE, key=salt)
+            h.update(int(b - a).to_bytes(8, "little"))
+            h.update(idx[a:b].tobytes())
+            h.update(words[a:b].tobytes())
+            h.update(labels[i])
+            out[i * DIGEST_SIZE:(i + 1) * DIGEST_SIZE] = h.digest()
     return np.frombuffer(bytes(out), dtype=f"S{DIGEST_SIZE}").copy()
 
 
@@ -235,22 +277,20 @@ def _canonical_words(X) -> np.ndarray:
     return canonical_rows(X).view(np.uint64)
 
 
-def _canonical_sparse(X) -> sp.csr_matrix:
-    X = sp.csr_matrix(X, dtype=np.float64, copy=True)
-    X.sum_duplicates()
-    X.eliminate_zeros()
-    X.sort_indices()
-    return X
+_canonical_sparse = canonical_sparse
 
 
 def _hash_dense(X: np.ndarray) -> np.ndarray:
+    """The hash of :func:`_hash_sparse` computed on dense rows (a zero contributes 0 there
+    too: ``mix(0) = 0``), so that a row hashes the same in either format."""
     n, d = X.shape
-    mult = _multipliers(d)
+    mult = _mix(np.arange(d, dtype=np.uint64) * np.uint64(2) + np.uint64(1))
     out = np.empty(n, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for start in range(0, n, _CHUNK):
             words = _canonical_words(X[start:start + _CHUNK])
-            out[start:start + _CHUNK] = _mix((_mix(words) * mult).sum(axis=1, dtype=np.uint64))
+            out[start:start + _CHUNK] = _mix(_mix(_mix(words) * mult).sum(axis=1,
+                                                                           dtype=np.uint64))
     return out
 
 
@@ -267,6 +307,19 @@ def _hash_sparse(X: sp.csr_matrix) -> np.ndarray:
             starts = X.indptr[:-1][nnz_rows]
             sums[nnz_rows] = np.add.reduceat(terms, starts, dtype=np.uint64)
         return _mix(sums)
+
+
+def _sparse_rows_equal(A: sp.csr_matrix, B: sp.csr_matrix) -> np.ndarray:
+    """Pairwise exact equality of the rows of two canonical CSR matrices (same shape), on their
+    stored entries (positions and value bits), without densifying."""
+    same = np.diff(A.indptr) == np.diff(B.indptr)
+    rows = np.flatnonzero(same)
+    if rows.size:
+        A2, B2 = A[rows], B[rows]  # equal entry counts row by row: the entries line up
+        bad = (A2.indices != B2.indices) | (A2.data.view(np.uint64) != B2.data.view(np.uint64))
+        owner = np.repeat(np.arange(len(rows)), np.diff(A2.indptr))
+        same[rows] = np.bincount(owner[bad], minlength=len(rows)) == 0
+    return same
 
 
 def _encode_labels(y, n: int) -> np.ndarray:
@@ -314,8 +367,9 @@ class RowIndex:
         self.sorted_hashes = self.hashes[self.order]
 
     # -------------------------------------------------------------------------------- helpers
-    def _hash(self, X) -> np.ndarray:
-        return _hash_sparse(X) if self.sparse else _hash_dense(X)
+    @staticmethod
+    def _hash(X) -> np.ndarray:
+        return _hash_sparse(X) if sp.issparse(X) else _hash_dense(X)
 
     @staticmethod
     def _label_codes_fit(y: np.ndarray):
@@ -369,8 +423,9 @@ class RowIndex:
         for start in range(0, len(i), _CHUNK):
             sl = slice(start, start + _CHUNK)
             A, B = self.X[i[sl]], Xd[j[sl]]
-            if sp.issparse(A):
-                A, B = A.toarray(), B.toarray()
+            if sp.issparse(A) or sp.issparse(B):
+                same[sl] = _sparse_rows_equal(canonical_sparse(A), canonical_sparse(B))
+                continue
             same[sl] = ((A == B) | (np.isnan(A) & np.isnan(B))).all(axis=1)
         if yd.shape[1]:
             same &= (self.y[i] == yd[j]).all(axis=1)
@@ -406,10 +461,10 @@ class RowIndex:
         """
         if missing not in ("raise", "ignore"):
             raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}.")
-        if self.sparse:
+        if self.sparse or sp.issparse(X_del):  # (the hashes agree across formats)
             Xd = _canonical_sparse(X_del)
         else:
-            Xd = _dense(X_del.toarray() if sp.issparse(X_del) else X_del)
+            Xd = _dense(X_del)
         k = Xd.shape[0]
         if Xd.shape[1] != self.n_features:
             raise ValueError(

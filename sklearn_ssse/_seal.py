@@ -29,6 +29,7 @@ import os
 import threading
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 __all__ = ["SealError", "current_key", "digest", "fingerprint", "seal_key"]
@@ -131,6 +132,11 @@ def _leaves(obj, path=""):
         # a fitted scikit-learn object (a Pipeline's frozen steps): its attributes, by value
         yield path + "<est>", type(obj).__name__
         yield from _leaves(dict(vars(obj)), path)
+    elif sp.issparse(obj):  # kept sparse training rows: format, shape and the three arrays
+        csx = obj if obj.format in ("csr", "csc") else obj.tocsr()
+        yield path + "<sparse>", f"{csx.format}{csx.shape}"
+        for name in ("data", "indices", "indptr"):
+            yield f"{path}.{name}", getattr(csx, name)
     elif isinstance(obj, dict):
         for k in sorted(obj, key=repr):
             yield from _leaves(obj[k], f"{path}/{k!r}")

@@ -42,7 +42,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from ._curvature import REFACTOR_RATIO, CurvatureOperator, OperatorBuilder
-from ._data import rebuffer
+from ._data import concat_rows, copy_rows, n_rows, rebuffer
 from ._rows import multiset, multiset_remove, new_salt, row_digests
 
 __all__ = ["accumulate_curvature", "downdate_curvature", "factor_rows", "parameters_at",
@@ -67,19 +67,20 @@ class _BottomSample:
         self.seen = 0
 
     def _compact(self) -> None:
-        keys, pos, X, y = (np.concatenate([p[i] for p in self.parts]) for i in range(4))
+        keys, pos, X, y = ((concat_rows if i == 2 else np.concatenate)([p[i] for p in self.parts])
+                           for i in range(4))
         if len(keys) > self.m:
             keep = np.sort(np.argpartition(keys, self.m - 1)[: self.m])
             keys, pos, X, y = keys[keep], pos[keep], X[keep], y[keep]
         self.parts, self.size = [(keys, pos, X, y)], len(keys)
 
     def add(self, Xc, yc) -> None:
-        c = len(Xc)
+        c = n_rows(Xc)
         keys = self.rng.random_sample(c)
         pos = np.arange(self.seen, self.seen + c)
         self.seen += c
         # own the rows: a chunk may be a view of the caller's (reused) buffer
-        self.parts.append((keys, pos, np.array(Xc, copy=True), np.array(yc, copy=True)))
+        self.parts.append((keys, pos, copy_rows(Xc), np.array(yc, copy=True)))
         self.size += c
         if self.size > 2 * self.m:
             self._compact()
@@ -223,7 +224,7 @@ def accumulate_curvature(backend, chunks: Iterable, *, form: str, curvature: str
     n = 0
     diagonal = None
     for Xc, yc in rebuffer(chunks, chunk_size):
-        n += len(Xc)
+        n += n_rows(Xc)
         if exact_diagonal:
             part = backend.curvature_diagonal(Xc, yc, curvature)
             if part is None:  # no closed form: the base stays the damping
@@ -239,7 +240,7 @@ def accumulate_curvature(backend, chunks: Iterable, *, form: str, curvature: str
     n_used, sample = n, None
     if sampler is not None:
         Xs, ys = sampler.result()
-        n_used = len(Xs)
+        n_used = n_rows(Xs)
         for a in range(0, n_used, chunk_size):
             feed(Xs[a:a + chunk_size], ys[a:a + chunk_size])
         if n_used < n:
@@ -306,7 +307,7 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
     sample : dict or None
         ``sample`` without the removed digests.
     """
-    k = len(X)
+    k = n_rows(X)
     scale = 1.0
     if sample is not None:
         values, counts, missing = multiset_remove(
@@ -314,16 +315,16 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
         sample = dict(sample, digests=values, counts=counts)
         X, y = X[~missing], y[~missing]
         scale = sample["scale"]
-    if len(X) == 0:
+    if n_rows(X) == 0:
         return op._with_n(op.n - k), sample
     slices = op.gram_slices
     if (USE_GRAM_HOOK and slices is not None and hasattr(backend, "curvature_gram")
             and label_salt is None
-            and len(X) * backend.factor_rows_per_sample(curvature)
+            and n_rows(X) * backend.factor_rows_per_sample(curvature)
             > REFACTOR_RATIO * min(s.stop - s.start for s in slices)):
         # many rows: subtract the closed-form Gram matrices and refactor the dense blocks
         grams, step = None, max(chunk_size, GRAM_CHUNK)
-        for a in range(0, len(X), step):
+        for a in range(0, n_rows(X), step):
             part = backend.curvature_gram(X[a:a + step], y[a:a + step], curvature, slices)
             if part is None:
                 grams = None
@@ -333,7 +334,7 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
             return op.downdate_gram([G * scale for G in grams], k), sample
     rows = torch.cat([factor_rows(backend, X[a:a + chunk_size], y[a:a + chunk_size], curvature,
                                   label_salt).reshape(-1, backend.n_params)
-                      for a in range(0, len(X), chunk_size)])
+                      for a in range(0, n_rows(X), chunk_size)])
     if scale != 1.0:
         rows = rows * math.sqrt(scale)
     return op.downdate(rows, k), sample

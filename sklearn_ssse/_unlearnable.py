@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import itertools
 import math
 import threading
 import time
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
 from sklearn.multioutput import MultiOutputClassifier
@@ -27,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted, check_memory, check_X_y, v
 from ._backends import BACKENDS, select_backend
 from ._certificate import Certificate, certificate, suppress
 from ._config import FitConfig
+from ._curvature import _lowrank
 from ._curvature._registry import choices as _inverse_choices
 from ._curvature._registry import kind_for, parse_bytes, resolve_inverse
 from ._data import array_chunks, is_dask, iter_data, validated_chunks
@@ -241,7 +244,7 @@ def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
     kind, need = resolve_inverse(config, backend, n_known)
     d = backend.n_params
 
-    def damping(n):
+    def damping(n, floor=kind):
         if config["damping"] == "auto":
             lam = backend.default_damping(n).to(dtype=backend.dtype, device=backend.device)
         else:
@@ -252,6 +255,7 @@ def _build_state(backend, chunks, config, rng, n_known=None) -> dict:
     damping(n_known or 1)  # a missing damping fails before the data is read
     state = kind.build(backend, chunks, config, damping, rng, n_known=n_known)
     state["inverse"] = kind.name
+    state["sparse_nnz"] = config.get("sparse_nnz")
     state["estimated_memory"] = need
     return state
 
@@ -262,7 +266,7 @@ def _memory_chunks(X, y, idx, config, rng):
     idx = np.asarray(idx)
     if config["fisher_batch_size"] > 1:
         idx = rng.permutation(idx)
-    elif np.array_equal(idx, np.arange(len(X))):
+    elif np.array_equal(idx, np.arange(X.shape[0])):
         idx = None  # plain slices, no copies
     return array_chunks(X, y, config["chunk_size"], idx)
 
@@ -637,7 +641,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         inner = get_tags(self.estimator)
         tags.target_tags.multi_output = inner.target_tags.multi_output
         tags.target_tags.single_output = inner.target_tags.single_output
-        tags.input_tags.sparse = False
+        try:  # scipy sparse X: the linear models (a Pipeline: its first step decides)
+            accepts = select_backend(_final(self.estimator)).accepts_sparse
+        except Exception:
+            accepts = False
+        tags.input_tags.sparse = bool(accepts and get_tags(self.estimator).input_tags.sparse)
         tags.input_tags.allow_nan = False
         tags.non_deterministic = inner.non_deterministic
         return tags
@@ -656,23 +664,30 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         model_space = transformed if reset else pre is not None
         if pre is not None and not transformed:
             X = pre.transform(X)
+        accept = bool(getattr(backend_cls, "accepts_sparse", False))
         if model_space:  # the raw rows were checked by the transformers
             X, y = check_X_y(X, y, multi_output=multi, dtype=backend_cls.input_dtype,
-                             y_numeric=False)
+                             y_numeric=False, accept_sparse=accept)
         else:
             X, y = validate_data(self, X, y, reset=reset, multi_output=multi,
-                                 dtype=backend_cls.input_dtype, y_numeric=False)
+                                 dtype=backend_cls.input_dtype, y_numeric=False,
+                                 accept_sparse=accept)
+        if sp.issparse(X):  # one format everywhere: row chunks are CSR slices
+            X = sp.csr_matrix(X)
         if multi and y.ndim == 1:
             check_classification_targets(y)  # a continuous y: say so first
             raise ValueError(f"{type(model).__name__} needs a 2-D y (n_samples, "
                              "n_outputs): one column of class labels per output")
         return X, y
 
-    def _config(self) -> dict:
-        """Everything the fit and the curvature depend on (not epsilon)."""
-        return {k: getattr(self, k) for k in (
+    def _config(self, X=None) -> dict:
+        """Everything the fit and the curvature depend on (not epsilon); ``sparse_nnz``: the
+        stored entries of a scipy sparse training ``X`` (``None`` for dense rows)."""
+        config = {k: getattr(self, k) for k in (
             "curvature", "damping", "inverse", "memory_budget", "block_size", "fisher_batch_size",
             "fisher_max_samples", "parameters", "dtype", "chunk_size", "random_state")}
+        config["sparse_nnz"] = int(X.nnz) if sp.issparse(X) else None
+        return config
 
     def _resolved(self, state) -> FitConfig:
         """The frozen fit-time settings (``config_``)."""
@@ -684,7 +699,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                          chunk_size=int(self.chunk_size),
                          memory_budget=parse_bytes(self.memory_budget),
                          estimated_memory=int(state.get("estimated_memory", 0)),
-                         preprocessing=self.preprocessing)
+                         preprocessing=self.preprocessing,
+                         sparse_nnz=state.get("sparse_nnz"))
 
     @_restore_on_error
     def fit(self, X, y, **fit_params):
@@ -719,13 +735,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             shape = getattr(X, "shape", ())  # (the raw rows need not be an array)
             n_raw = shape[1] if len(shape) == 2 else None
             pre = clone(pre)
-            X_raw, X = X, pre.fit_transform(X, y)
+            # fit, then transform: forget() transforms the raw rows with transform(), whose
+            # output can differ from fit_transform's in the last bits (TfidfVectorizer), and
+            # the rows the model trains on must be exactly those it is later asked to forget
+            X_raw, X = X, pre.fit(X, y).transform(X)
         X, y = self._validate_Xy(X, y, reset=True, backend_cls=backend_cls,
                                  transformed=pre is not None)
         for col in y.reshape(len(y), -1).T:
             _check_label_types(col)
         check_classification_targets(y)
-        config = self._config()
+        config = self._config(X)
         if self.memory is None:
             state = _fit_and_build(model, X, y, fit_params, config)
         else:
@@ -784,10 +803,10 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.classes_ = self.estimator_.classes_
         need_rows = self.keep_training_data or (self.track_samples and digests is None)
         if need_rows:  # in-memory data; rows of a skorch validation split are not in the model
-            fit_idx = np.asarray(state.get("fit_indices", np.arange(len(X))))
+            fit_idx = np.asarray(state.get("fit_indices", np.arange(X.shape[0])))
         if self.keep_training_data:
             self.X_fit_, self.y_fit_ = X, y
-            self.fit_mask_ = np.zeros(len(X), dtype=bool)
+            self.fit_mask_ = np.zeros(X.shape[0], dtype=bool)
             self.fit_mask_[fit_idx] = True
         self.parameters_checksum_ = _parameters_checksum(self._theta)
         for attr in ("sample_salt_", "sample_digests_", "sample_digest_counts_"):
@@ -854,13 +873,18 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise SealError("this model is sealed with a secret key: set it with "
                             "sklearn_ssse.seal_key(key) (or the SKLEARN_SSSE_SEAL_KEY environment "
                             "variable) to verify or update it")
-        memo = self._seal_memo() if not full else None
+        # a full verification hashes everything afresh (an empty memo) and, once it matches,
+        # remembers the large digests, so that the next seal (after a forget) does not rehash
+        # the unchanged curvature a second time (a model just loaded or copied)
+        memo = self._seal_memo() if not full else {}
         if not hmac.compare_digest(digest(self.__dict__, key, memo=memo), self.state_seal_):
             raise SealError("the model's state does not match its seal: the parameters, the "
                             "cached curvature, the row records or the erasure log were modified "
                             "or corrupted since it was sealed" + (", or the key is not the one it "
                                                                  "was sealed with" if keyed else "")
                             + ". Nothing was changed; refit it or load an intact copy")
+        if full:
+            self._seal_memo_cache = memo
         self._seal_fingerprint = fingerprint(self.__dict__)
 
     def verify_seal(self) -> bool:
@@ -975,7 +999,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         n_features = getattr(est, "n_features_in_", None)
         check = functools.partial(validated_chunks, dtype=backend_cls.input_dtype,
                                   multi_output=_is_multi_output(estimator), classes=classes,
-                                  n_features=n_features)
+                                  n_features=n_features,
+                                  accept_sparse=bool(getattr(backend_cls, "accepts_sparse",
+                                                             False)))
         digests = None
         if y is not None and not (is_dask(X) or is_dask(y)):
             # (a fitted Pipeline's rows were transformed above)
@@ -985,6 +1011,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             for _ in check([(X, y)]):  # feature count and labels against the fitted model
                 pass
             fit_idx = np.asarray(backend.fit_indices(X, y))  # e.g. without a validation split
+            config["sparse_nnz"] = int(X.nnz) if sp.issparse(X) else None
             chunks = _memory_chunks(X, y, fit_idx, config, rng)
             state = _build_state(backend, chunks, config, rng, n_known=len(fit_idx))
             state["fit_indices"] = fit_idx
@@ -994,6 +1021,11 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                  "pass X and y as arrays (or use track_samples=True)")
             info = {}
             chunks = check(iter_data(X, y), info=info)
+            first = next(chunks, None)  # sparse chunks: resolved from the first one's density
+            if first is not None and sp.issparse(first[0]):
+                m = int(self.fisher_max_samples or _lowrank.WOODBURY_DEFAULT_SAMPLES)
+                config["sparse_nnz"] = int(first[0].nnz * m / max(first[0].shape[0], 1))
+            chunks = itertools.chain([first] if first is not None else [], chunks)
             if self.track_samples:
                 salt, parts = new_salt(), []
 
@@ -1599,9 +1631,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _X(self, X):
         check_is_fitted(self)
         pre = self.__dict__.get("preprocessor_")
+        accept = bool(getattr(self.backend_, "accepts_sparse", False))
         if pre is not None:  # the frozen transformers of a Pipeline check the raw rows
-            return check_array(pre.transform(X), dtype=self.backend_.input_dtype)
-        return validate_data(self, X, reset=False, dtype=self.backend_.input_dtype)
+            return check_array(pre.transform(X), dtype=self.backend_.input_dtype,
+                               accept_sparse=accept)
+        return validate_data(self, X, reset=False, dtype=self.backend_.input_dtype,
+                             accept_sparse=accept)
 
     @available_if(_estimator_has("predict"))
     @_serialised

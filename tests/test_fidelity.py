@@ -170,8 +170,12 @@ def test_woodbury_diagonal_base_is_the_exact_diagonal():
     """Linear models: diag(M) of the low-rank operator equals the exact diagonal of the full
     GGN (where the sampled rows do not already exceed it)."""
     X, y = _data(load_wine)
+    # (how many coordinates the 40 sampled rows exceed depends on the draw: the rows and their
+    # labels, drawn with keys from the row digests; from 3 to 42 of 42 over seeds 0-7 since the
+    # digests hash a row by its nonzero entries; seed 3: 6 of 42 clipped, so that both cases
+    # are checked)
     clf = UnlearnableClassifier(LR, inverse="woodbury", fisher_max_samples=40,
-                                random_state=1).fit(X, y)
+                                random_state=3).fit(X, y)
     exact = UnlearnableClassifier(LR, inverse="dense").fit(X, y)
     D_exact = (torch.diag(exact.curvature_.matrix()).numpy()
                - len(X) * _np(exact.damping_))  # the data term's exact diagonal

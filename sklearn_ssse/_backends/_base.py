@@ -60,6 +60,9 @@ class BaseBackend(ABC):
     device: torch.device = torch.device("cpu")
     #: numpy dtype the inputs are validated to before reaching the backend
     input_dtype = np.float64
+    #: the backend takes scipy sparse ``X`` (CSR) in every hook (the linear models); others
+    #: get dense arrays only
+    accepts_sparse: bool = False
     #: a convex model with a closed-form objective: ``gradient_sum`` plus the penalty of
     #: ``default_damping`` is its exact gradient (``certify`` / ``refine`` need it)
     certifiable: bool = False

@@ -41,6 +41,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from scipy.linalg import blas
 from scipy.special import expit, softmax
@@ -157,6 +158,19 @@ def _fit_class_weight(est):
     return None if np.all(w == 1.0) else w
 
 
+def _outer_rows(R: np.ndarray, Xa) -> np.ndarray:
+    """``R[:, :, None] * Xa[:, None, :]`` (shape ``(n, a, p)``) for dense or scipy sparse ``Xa``.
+
+    The result (factor rows, per-sample gradients) is dense by nature; a sparse ``Xa`` itself is
+    never densified: each of the ``a`` slices is a scaled copy of its sparsity pattern."""
+    if not sp.issparse(Xa):
+        return R[:, :, None] * Xa[:, None, :]
+    out = np.zeros((R.shape[0], R.shape[1], Xa.shape[1]))
+    for c in range(R.shape[1]):
+        out[:, c, :] = Xa.multiply(R[:, c:c + 1]).toarray()
+    return out
+
+
 def _syrk(Z: torch.Tensor) -> torch.Tensor:
     """``Z^T Z`` with BLAS ``dsyrk`` (one triangle: half the flops of a GEMM)."""
     Zn = Z.numpy()
@@ -206,11 +220,15 @@ class _SingleLinear:
 
     # maths ---------------------------------------------------------------------------------
     def _augment(self, X):
-        return np.hstack([X, np.ones((X.shape[0], 1))]) if self.fit_intercept else X
+        if not self.fit_intercept:
+            return X
+        if sp.issparse(X):  # the intercept column joins the sparse rows (stays sparse)
+            return sp.hstack([X, np.ones((X.shape[0], 1))], format="csr")
+        return np.hstack([X, np.ones((X.shape[0], 1))])
 
     def _scores(self, Xa):
         W = np.reshape(self.get(), (self.n_rows, self.p1))
-        return Xa @ W.T
+        return np.asarray(Xa @ W.T)
 
     def _targets(self, y):
         """One-hot targets (softmax) or 0/1 targets per sigmoid row."""
@@ -260,7 +278,7 @@ class _SingleLinear:
         W = self.weights(y, power)
         if W is not None:
             R *= W
-        return (R[:, :, None] * Xa[:, None, :]).reshape(len(X), -1)
+        return _outer_rows(R, Xa).reshape(X.shape[0], -1)
 
     def _sqrt_sample_weights(self, y) -> np.ndarray | None:
         """``sqrt(w_i)`` per sample and class row, shape (n, rows), or ``None`` (unweighted)."""
@@ -276,19 +294,19 @@ class _SingleLinear:
     def ggn_rows(self, X, y=None) -> np.ndarray:
         Xa = self._augment(X)
         P = self._probs(Xa)
-        n = len(X)
+        n = X.shape[0]
         W = self._sqrt_sample_weights(y)
         if not self.softmax:  # independent sigmoids: one factor row per sample suffices
             w = np.sqrt(P * (1.0 - P))
             if W is not None:
                 w *= W
-            return (w[:, :, None] * Xa[:, None, :]).reshape(n, 1, -1)
+            return _outer_rows(w, Xa).reshape(n, 1, -1)
         C = self.n_classes
         D = P[:, None, :] - np.eye(C)[None, :, :]  # D[i, c] = p_i - e_c
         D *= np.sqrt(P)[:, :, None]
         if W is not None:  # softmax: one weight per sample
             D *= W[:, :1, None]
-        return (D[:, :, :, None] * Xa[:, None, None, :]).reshape(n, C, -1)
+        return _outer_rows(D.reshape(n, C * C), Xa).reshape(n, C, -1)
 
     def ggn_sample_rows(self, X, u, y=None) -> np.ndarray:
         """One GGN factor row per sample: the gradient at a label drawn from ``p(.|x)`` at the
@@ -302,12 +320,43 @@ class _SingleLinear:
         W = self._sqrt_sample_weights(y)
         if W is not None:
             R *= W[:, :1]
-        return (R[:, :, None] * Xa[:, None, :]).reshape(len(X), 1, -1)
+        return _outer_rows(R, Xa).reshape(X.shape[0], 1, -1)
+
+    def kron_factor_rows(self, X, y, curvature: str, u=None):
+        """``(Xa, R)``: the factor rows of the curvature are ``R[i, j] (x) Xa[i]`` (``R`` of
+        shape ``(n, q, rows)``); ``u``: one GGN row per sample at a drawn label (softmax)."""
+        Xa = self._augment(X)
+        P = self._probs(Xa)
+        if curvature == "empirical_fisher":
+            R = P - self._targets(y)
+            W = self.weights(y, 0.5)
+            if W is not None:
+                R *= W
+            return Xa, R[:, None, :]
+        W = self._sqrt_sample_weights(y)
+        if not self.softmax:
+            R = np.sqrt(P * (1.0 - P))
+            if W is not None:
+                R *= W
+            return Xa, R[:, None, :]
+        if u is not None:
+            R = P - np.eye(self.n_classes)[draw_labels(P, u)]
+            if W is not None:
+                R *= W[:, :1]
+            return Xa, R[:, None, :]
+        D = P[:, None, :] - np.eye(self.n_classes)[None, :, :]
+        D *= np.sqrt(P)[:, :, None]
+        if W is not None:
+            D *= W[:, :1, None]
+        return Xa, D
 
     def diagonal(self, X, y, curvature: str) -> np.ndarray:
         """Diagonal of the data term: ``sum_i A_i[r, r] * Xa_i^2`` for every class row ``r``."""
         Xa, A = self.output_weights(X, y, curvature)
-        return (np.diagonal(A, axis1=1, axis2=2).T @ (Xa * Xa)).ravel()
+        diag = np.diagonal(A, axis1=1, axis2=2)
+        if sp.issparse(Xa):
+            return np.asarray(Xa.multiply(Xa).T @ diag).T.ravel()
+        return (diag.T @ (Xa * Xa)).ravel()
 
     def grad_sum(self, X, y) -> np.ndarray:
         """``sum_i g_i`` in closed form, ``(P - T)^T [X, 1]``, without the per-sample rows (nor
@@ -320,7 +369,7 @@ class _SingleLinear:
         W = self.weights(y)
         if W is not None:
             R *= W
-        G = R.T @ X
+        G = np.asarray(X.T @ R).T  # (X^T R)^T: a sparse X stays sparse
         if self.fit_intercept:
             G = np.hstack([G, R.sum(0)[:, None]])
         return G.ravel()
@@ -346,7 +395,7 @@ class _SingleLinear:
             if W is not None:  # one weight per sample
                 A *= W[:, :1, None]
             return Xa, A
-        A = np.zeros((len(X), self.n_rows, self.n_rows))
+        A = np.zeros((X.shape[0], self.n_rows, self.n_rows))
         idx = np.arange(self.n_rows)
         A[:, idx, idx] = P * (1.0 - P) if W is None else P * (1.0 - P) * W  # no cross terms
         return Xa, A
@@ -373,6 +422,31 @@ class _SingleLinear:
                 if r2 != r:
                     G[out2, out] = block.T
         return G
+
+    def gram_sparse(self, Xa, A: np.ndarray, lo: int, hi: int) -> torch.Tensor:
+        """:meth:`gram` for a scipy sparse ``Xa`` (CSR): every block ``Xa^T diag(w) Xa`` is a
+        sparse product; only the ``(hi - lo)^2`` result is dense."""
+        p1 = self.p1
+        G = np.zeros((hi - lo, hi - lo))
+        spans = []
+        for r in range(lo // p1, (hi - 1) // p1 + 1):
+            a, b = max(lo, r * p1), min(hi, (r + 1) * p1)
+            spans.append((r, slice(a - r * p1, b - r * p1), slice(a - lo, b - lo)))
+        whole = (0, p1)
+
+        def cols(c):
+            return Xa if (c.start, c.stop) == whole else Xa[:, c]
+
+        for i, (r, c1, out) in enumerate(spans):
+            for r2, c2, out2 in spans[i:]:
+                w = A[:, r, r2]
+                if not w.any():
+                    continue
+                block = (cols(c1).multiply(w[:, None]).T @ cols(c2)).toarray()
+                G[out, out2] = block
+                if r2 != r:
+                    G[out2, out] = block.T
+        return torch.from_numpy(G)
 
     def damping(self, n: int) -> np.ndarray:
         """Mean-form Hessian of the penalty: the model's own objective."""
@@ -420,6 +494,7 @@ class LinearBackend(BaseBackend):
     dtype = torch.float64
     device = torch.device("cpu")
     input_dtype = np.float64
+    accepts_sparse = True
     certifiable = True
     public_numpy = True
 
@@ -525,7 +600,7 @@ class LinearBackend(BaseBackend):
         uses the weights of the fit (a deletion does not recompute them)."""
         for p, yj in zip(self.parts, self._columns(y)):
             p.resolve_class_weight(yj)
-        return np.arange(len(X))
+        return np.arange(X.shape[0])
 
     def per_sample_gradients(self, X, y) -> torch.Tensor:
         """Gradients of the weighted losses ``w_i l_i`` (``w_i = 1`` without class weights)."""
@@ -572,6 +647,34 @@ class LinearBackend(BaseBackend):
         cols = self._columns(y) if y is not None else [None] * len(self.parts)
         rows = [p.ggn_sample_rows(X, u, yj) for p, yj in zip(self.parts, cols)]
         return torch.from_numpy(np.concatenate(rows, axis=2))
+
+    def kronecker_factor_rows(self, X, y, curvature: str, u=None) -> list[tuple]:
+        """Per output (:attr:`kronecker_blocks`), ``(Xa, R)`` such that the curvature's factor
+        rows in that output's parameters are ``R[i, j] (x) Xa[i]`` (``Xa``: the rows with the
+        intercept column, scipy sparse when ``X`` is; ``R`` of shape ``(n, q, K)``).  With
+        uniforms ``u`` a softmax GGN gets one row per sample at a drawn label, as
+        :meth:`ggn_sample_rows`.  Used by the structured low-rank inverse on sparse rows
+        (:mod:`sklearn_ssse._curvature._sparse_lowrank`), which never forms the ``n x d`` rows.
+
+        Parameters
+        ----------
+        X : ndarray or scipy sparse matrix of shape (n, n_features)
+            Samples.
+        y : ndarray of shape (n,) or (n, n_outputs)
+            Their labels.
+        curvature : {"empirical_fisher", "ggn"}
+            Which curvature.
+        u : ndarray of shape (n,), default=None
+            Uniforms of the drawn labels (softmax GGN only).
+
+        Returns
+        -------
+        list of (matrix of shape (n, p), ndarray of shape (n, q, K))
+        """
+        if curvature not in ("empirical_fisher", "ggn"):
+            raise ValueError(f"unknown curvature {curvature!r}")
+        return [p.kron_factor_rows(X, yj, curvature, u)
+                for p, yj in zip(self.parts, self._columns(y))]
 
     def curvature_diagonal(self, X, y, curvature: str) -> torch.Tensor:
         """Exact diagonal of the curvature's data term over ``(X, y)`` (closed form, ``O(n d)``).
@@ -629,8 +732,12 @@ class LinearBackend(BaseBackend):
         weights = {}
         for j in {j for j, _, _ in located}:
             Xa, A = self.parts[j].output_weights(X, cols[j], curvature)
-            weights[j] = torch.from_numpy(np.ascontiguousarray(Xa)), torch.from_numpy(A)
-        return [self.parts[j].gram(*weights[j], lo, hi) for j, lo, hi in located]
+            if sp.issparse(Xa):
+                weights[j] = Xa, A
+            else:
+                weights[j] = torch.from_numpy(np.ascontiguousarray(Xa)), torch.from_numpy(A)
+        return [(self.parts[j].gram_sparse if sp.issparse(weights[j][0]) else self.parts[j].gram)(
+            *weights[j], lo, hi) for j, lo, hi in located]
 
     @property
     def kronecker_blocks(self) -> list[tuple[slice, int, int]]:
@@ -659,6 +766,10 @@ class LinearBackend(BaseBackend):
         """
         if curvature not in ("empirical_fisher", "ggn"):
             raise ValueError(f"unknown curvature {curvature!r}")
+        if sp.issparse(X):
+            raise ValueError("inverse='ekfac' does not take sparse X (its input factor is a dense "
+                             "p x p matrix with an O(p^3) eigendecomposition): use "
+                             "inverse='dense', 'block' or 'woodbury' (or 'auto')")
         out = []
         for part, yj in zip(self.parts, self._columns(y)):
             Xa, A = part.output_weights(X, yj, curvature)

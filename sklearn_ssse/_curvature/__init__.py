@@ -18,7 +18,7 @@ __all__ = sorted(n for n in _OPERATORS if not n.startswith("_"))
 
 #: modules (in this package) that define operators a saved model may hold: persistence rebuilds an
 #: operator from its class name looked up here only, never by an arbitrary import
-OPERATOR_MODULES = ("_operators", "_submatrix", "_kronecker_net")
+OPERATOR_MODULES = ("_operators", "_submatrix", "_kronecker_net", "_sparse_lowrank")
 
 
 def operator_class(name: str) -> type:

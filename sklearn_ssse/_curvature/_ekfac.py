@@ -32,6 +32,9 @@ class EKFAC(InverseKind):
 
     @classmethod
     def unsupported(cls, backend, config):
+        if config.get("sparse_nnz") is not None:
+            return ("inverse='ekfac' does not take sparse X (it holds dense p x p matrices "
+                    "built from dense rows): use 'dense', 'block', 'woodbury' or 'auto'")
         if backend.kronecker_blocks is None:
             return (f"inverse='ekfac' needs a curvature with a Kronecker structure (the linear "
                     f"models' backend); {type(backend).__name__} has none: use 'dense', 'block' "
@@ -56,7 +59,7 @@ class EKFAC(InverseKind):
         eigenvalues in it). A re-iterable ``chunks`` (a list) is read twice; a one-shot stream
         (a generator) is held in memory between the passes (in-memory arrays as views of the
         caller's rows)."""
-        from .._data import rebuffer
+        from .._data import n_rows, rebuffer
         from ._operators import BlockDiagonal, KroneckerBuilder
 
         chunk_size, curvature = config["chunk_size"], config["curvature"]
@@ -66,7 +69,7 @@ class EKFAC(InverseKind):
             chunks = list(rebuffer(chunks, chunk_size))
         n = 0
         for Xc, yc in rebuffer(chunks, chunk_size):
-            n += len(Xc)
+            n += n_rows(Xc)
             for b, (Xa, A) in zip(builders, backend.kronecker_terms(Xc, yc, curvature)):
                 b.add_factors(Xa, A)
         if n == 0:
@@ -93,7 +96,9 @@ class EKFAC(InverseKind):
         ops = _kronecker_ops(op)
         if ops is None:  # pragma: no cover - the estimator pairs kinds with their operators
             raise TypeError(f"inverse='ekfac' cannot downdate a {type(op).__name__}")
-        k, chunk_size = len(X), config["chunk_size"]
+        from .._data import n_rows
+
+        k, chunk_size = n_rows(X), config["chunk_size"]
         terms = [torch.zeros_like(o.s_data) for o in ops]
         builders = []
         for o in ops:

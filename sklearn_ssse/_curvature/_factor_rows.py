@@ -43,6 +43,24 @@ class FactorRowKind(InverseKind):
     default_max_samples: ClassVar[int | None] = None
     finer_blocks: ClassVar[bool] = False
 
+    #: whether this implementation takes sparse ``X`` (the dense-Gram kinds do; the sparse
+    #: low-rank and structured blocks are their own kinds, see :mod:`._sparse`)
+    takes_sparse: ClassVar[bool] = True
+
+    @classmethod
+    def unsupported(cls, backend, config):
+        from ._sparse import is_sparse, sparse_refusal
+
+        if is_sparse(config):
+            if not cls.takes_sparse:
+                return (f"inverse={cls.name!r} does not take sparse X (it holds matrices built "
+                        "from dense rows): use 'dense', 'block', 'woodbury' or 'auto'")
+            if cls.finer_blocks and config.get("block_size") is not None:
+                return ("block_size is not supported with sparse X: the sparse block kind "
+                        "holds one block per class (leave block_size=None)")
+            return sparse_refusal(backend, config)
+        return None
+
     @classmethod
     def widths(cls, backend, config: dict) -> list[int]:
         return block_widths(backend, config.get("block_size"), cls.finer_blocks)

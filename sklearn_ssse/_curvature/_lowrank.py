@@ -33,6 +33,7 @@ class Woodbury(FactorRowKind):
     form = "woodbury"
     diagonal_base = True
     default_max_samples = WOODBURY_DEFAULT_SAMPLES
+    takes_sparse = False  # sparse X: the structured kind (_sparse.SparseWoodbury)
 
     @classmethod
     def sampled_labels(cls, backend, config):
@@ -72,6 +73,7 @@ class ShermanMorrison(FactorRowKind):
     name = "sherman_morrison"
     form = "sherman_morrison"
     diagonal_base = True
+    takes_sparse = False
 
     @classmethod
     def estimate_memory(cls, backend, config, n=None):

@@ -16,6 +16,7 @@ from ._dense import Block, Dense
 from ._ekfac import EKFAC
 from ._kfac import KFAC, EKFACNet
 from ._lowrank import ShermanMorrison, Woodbury
+from ._sparse import SparseDense, SparseStructuredBlocks, SparseWoodbury
 
 __all__ = ["AUTO_INTERCEPT_DAMPING", "DEFAULT_MEMORY_BUDGET", "INVERSES", "auto_order",
            "choices", "estimate_memory", "format_bytes", "kind_for", "parse_bytes", "register",
@@ -38,7 +39,10 @@ def register(kind: type[InverseKind]) -> type[InverseKind]:
     return kind
 
 
-for _kind in (Dense, Block, EKFAC, KFAC, EKFACNet, Woodbury, ShermanMorrison):
+# a name's implementations in the order they are tried: the sparse-X kinds first (they serve
+# only a sparse training X), then the dense-rows kinds, then the nets'
+for _kind in (SparseDense, Dense, SparseStructuredBlocks, Block, EKFAC, KFAC, EKFACNet,
+              SparseWoodbury, Woodbury, ShermanMorrison):
     register(_kind)
 
 
@@ -81,7 +85,8 @@ def kind_for(name: str, backend, config: dict) -> type[InverseKind]:
         why = kind.unsupported(backend, config)
         if why is None:
             return kind
-        reasons.append(why)
+        if why:  # "" : not this implementation's case (e.g. a sparse-X kind on dense rows)
+            reasons.append(why)
     raise ValueError(reasons[0] if len(reasons) == 1 else "; ".join(reasons))
 
 

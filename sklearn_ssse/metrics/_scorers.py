@@ -28,6 +28,7 @@ from collections import OrderedDict
 
 import joblib
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted, check_memory
@@ -223,10 +224,21 @@ class _Context:
             raise ValueError(_NEEDS_DATA.format(name=name))
         self.clf, self.name = clf, name
         X_fit, y_fit = clf.X_fit_, clf.y_fit_
-        X = np.asarray(X, dtype=X_fit.dtype)
+        if sp.issparse(X):  # sparse rows stay sparse (CSR: row masks)
+            X = sp.csr_matrix(X, dtype=X_fit.dtype)
+            finite = np.isfinite(X.data)
+            if not finite.all():
+                owner = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+                bad = np.unique(owner[~finite])
+            else:
+                bad = np.zeros(0, dtype=int)
+        else:
+            X = np.asarray(X, dtype=X_fit.dtype)
+            bad = np.zeros(0, dtype=int)
+            if X.dtype.kind in "fc" and not np.isfinite(X).all():
+                bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
         y = np.asarray(y)
-        if X.dtype.kind in "fc" and not np.isfinite(X).all():
-            bad = np.flatnonzero(~np.isfinite(X.reshape(len(X), -1)).all(axis=1))
+        if len(bad):
             raise ValueError(
                 f"{name}: {len(bad)} test rows contain NaN or infinity (rows {bad[:5].tolist()}"
                 f"{', ...' if len(bad) > 5 else ''}): such a row is neither a training row to "
