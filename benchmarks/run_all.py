@@ -51,6 +51,7 @@ DEFAULT_OUT = HERE / "results"
 
 #: arguments of the known benchmark scripts: job name -> (full, quick)
 ARGS: dict[str, tuple[list[str], list[str]]] = {
+    "census": (["--seeds", "3"], ["--quick"]),
     "digits": (["--repeat", "5"], ["--repeat", "2"]),
     "grid_search": ([], ["--dataset", "cancer"]),
     "fidelity": (["--datasets", "cells", "caravan", "tissue", "mnist5k"], ["--quick"]),
