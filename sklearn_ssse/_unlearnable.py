@@ -1351,8 +1351,14 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             # u^T F'^{-1} u > 0 for a unit vector u (g may be tiny: a normalised probe cannot
             # underflow to 0); a cheap necessary check of positive definiteness
             g_norm = torch.linalg.vector_norm(g)
-            u = g / g_norm if bool(g_norm > 0) else torch.ones_like(g)
-            probe = curvature.solve(u)
+            if self.config_.step == "leave_out" and bool(g_norm > 0):
+                # the leave-out step already solved with the downdated curvature: delta =
+                # F'^{-1} g / (n - k), and g^T delta > 0 is the same check without a second
+                # solve (it is scale-free, so a tiny g cannot underflow it to 0 either way)
+                u, probe = g / g_norm, delta.to(g) / g_norm
+            else:
+                u = g / g_norm if bool(g_norm > 0) else torch.ones_like(g)
+                probe = curvature.solve(u)
             if not bool(torch.isfinite(probe).all()) or not float(u @ probe) > 0:
                 raise FloatingPointError(
                     "the downdated curvature is not finite or not positive definite (were these "

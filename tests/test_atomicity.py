@@ -147,6 +147,9 @@ class _Broken:
     def solve(self, v):
         return self.op.solve(v) * self.factor
 
+    def solve_sum(self, v):
+        return self.op.solve_sum(v) * self.factor
+
     def __getattr__(self, name):
         return getattr(self.op, name)
 
@@ -162,8 +165,11 @@ def test_downdated_curvature_not_finite_or_indefinite(model, monkeypatch, bad):
 
     with monkeypatch.context() as m:
         _patch_downdates(m, clf.curvature_, wrap)
-        reference, idx = _check_fault(clf, X, y, FloatingPointError,
-                                      "downdated curvature is not finite or not positive")
+        # (the leave-out step solves with the downdated curvature: a NaN one already makes the
+        # step itself not finite)
+        reference, idx = _check_fault(
+            clf, X, y, FloatingPointError,
+            "(downdated curvature is not finite or not positive|erasure step is not finite)")
     _same_after_next_forget(clf, reference, X, y, idx)
 
 

@@ -171,3 +171,22 @@ def test_net_memory_is_estimated_before_any_work(monkeypatch):
     with pytest.raises(ValueError, match=rf"inverse='dense' for {d} parameters needs about "
                                          r"2.02 MiB, over memory_budget=1 MiB"):  # 2 d^2 float32
         UnlearnableClassifier(net, inverse="dense", memory_budget="1MiB").fit(X, y)
+
+
+def test_block_size_cuts_the_built_operator_as_estimated():
+    """``inverse="block"`` with ``block_size`` builds blocks of that size (regression: the
+    registry once built one dense block over every parameter while estimating the small ones),
+    and the operator is what the estimate counted."""
+    from sklearn.datasets import load_digits
+
+    from sklearn_ssse._curvature import BlockDiagonal
+
+    X, y = load_digits(return_X_y=True)
+    clf = UnlearnableClassifier(LogisticRegression(max_iter=300), inverse="block",
+                                block_size=100).fit(X / 16, y)
+    d = clf.backend_.n_params
+    assert isinstance(clf.curvature_, BlockDiagonal)
+    widths = [s.stop - s.start for s in clf.curvature_.slices]
+    assert max(widths) <= 100 and sum(widths) == d
+    # the dense-kind Gram and factor per block: twice the factors the operator holds
+    assert clf.config_.estimated_memory == 2 * clf.curvature_.nbytes

@@ -29,6 +29,7 @@ class Block(Dense):
 
     name = "block"
     auto_rank = 1
+    form = "block"  # the builder cuts the blocks to block_size
     finer_blocks = True
 
     @classmethod
