@@ -41,15 +41,8 @@ from sklearn_ssse._backends._torch import TorchBackend
 from sklearn_ssse._curvature import _kronecker_net
 from sklearn_ssse._curvature._kfac import KFAC, EKFACNet
 
-
-class MLP(nn.Module):
-    def __init__(self, hidden=256):
-        super().__init__()
-        self.fc1 = nn.Linear(784, hidden)
-        self.fc2 = nn.Linear(hidden, 10)
-
-    def forward(self, x):
-        return self.fc2(torch.relu(self.fc1(x)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_nets import MLP  # noqa: E402  (the 784-256-10 MLP of the net benchmark)
 
 
 class CNN(nn.Module):

@@ -46,6 +46,7 @@ from ._data import concat_rows, copy_rows, n_rows, rebuffer
 from ._rows import multiset, multiset_remove, new_salt, row_digests
 
 __all__ = ["accumulate_curvature", "downdate_curvature", "factor_rows", "parameters_at",
+           "sampled_terms",
            "row_uniforms"]
 
 #: use the backend's closed-form Gram matrices when it has them (tests switch it off to compare)
@@ -271,6 +272,18 @@ def parameters_at(backend, theta: torch.Tensor):
         backend.set_parameters(current)
 
 
+def sampled_terms(sample: dict | None, X, y):
+    """``(X, y, sample, scale)``: the erased rows that are terms of a sub-sampled curvature
+    (:func:`accumulate_curvature`'s ``sample`` record, without them afterwards) and their
+    weight ``n / m``; every row, weight 1, when ``sample`` is ``None``."""
+    if sample is None:
+        return X, y, None, 1.0
+    values, counts, missing = multiset_remove(
+        sample["digests"], sample["counts"], row_digests(X, y, salt=sample["salt"]))
+    sample = dict(sample, digests=values, counts=counts)
+    return X[~missing], y[~missing], sample, sample["scale"]
+
+
 def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y, *,
                        curvature: str, chunk_size: int = 512, label_salt: bytes | None = None
                        ) -> tuple[CurvatureOperator, dict | None]:
@@ -308,13 +321,7 @@ def downdate_curvature(op: CurvatureOperator, sample: dict | None, backend, X, y
         ``sample`` without the removed digests.
     """
     k = n_rows(X)
-    scale = 1.0
-    if sample is not None:
-        values, counts, missing = multiset_remove(
-            sample["digests"], sample["counts"], row_digests(X, y, salt=sample["salt"]))
-        sample = dict(sample, digests=values, counts=counts)
-        X, y = X[~missing], y[~missing]
-        scale = sample["scale"]
+    X, y, sample, scale = sampled_terms(sample, X, y)
     if n_rows(X) == 0:
         return op._with_n(op.n - k), sample
     slices = op.gram_slices

@@ -52,7 +52,7 @@ import torch
 from scipy.linalg import lapack
 
 from .._data import concat_rows, n_rows, rebuffer
-from .._rows import multiset, multiset_remove, new_salt, row_digests
+from .._rows import multiset, new_salt, row_digests
 from ._operators import BlockDiagonal, CurvatureOperator
 
 __all__ = ["SparseKroneckerWoodbury", "accumulate_sparse_woodbury", "downdate_structured",
@@ -530,14 +530,10 @@ def downdate_structured(op, sample, backend, X, y, *, curvature: str,
     erased samples' Kronecker rows (sampled ones only, with their weight, when the operator
     was built from a subset) leave every block.  Call it at the parameters the operator was
     built at."""
+    from .._streaming import sampled_terms
+
     k = n_rows(X)
-    scale = 1.0
-    if sample is not None:
-        values, counts, missing = multiset_remove(
-            sample["digests"], sample["counts"], row_digests(X, y, salt=sample["salt"]))
-        sample = dict(sample, digests=values, counts=counts)
-        X, y = X[~missing], y[~missing]
-        scale = sample["scale"]
+    X, y, sample, scale = sampled_terms(sample, X, y)
     if n_rows(X) == 0:
         return op._with_n(op.n - k), sample
     slices = op.slices if isinstance(op, BlockDiagonal) else [slice(0, op.dim)]
