@@ -743,7 +743,7 @@ def test_float32_woodbury_downdates_do_not_refuse_training_rows(small):
     clf.forget(X[:10], y[:10]).forget(X[10:20], y[10:20])
     assert clf.n_samples_ == len(X) - 20
     # far outside the data and mislabelled: never terms of the curvature
-    alien = np.clip(X[20:30] * 0 + 40.0, None, None).astype(np.float32)
+    alien = np.full_like(X[20:30], 40.0, dtype=np.float32)
     with pytest.raises(ValueError, match="not positive definite"):
         clf._downdate(alien, (y[20:30] + 1) % 10)
 
