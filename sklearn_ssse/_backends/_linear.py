@@ -34,6 +34,14 @@ those of the fit: ``"balanced"`` is resolved once from the training labels
 fitted estimator; forgetting does not recompute them from the remaining rows, whereas a model
 retrained with ``"balanced"`` on the remaining rows would (its objective differs by those new
 weights).  ``LogisticRegressionCV`` is the refit model at the selected ``C_``.
+
+Sample weights (``fit(X, y, sample_weight=w)``) multiply the same terms (times the class
+weight).  They are kept by row identity: :meth:`LinearBackend.weight_table` maps the salted
+digest of each training row (its features and label codes) to its weight, and
+:meth:`LinearBackend.sample_weights` looks the rows of any call up in it (a row that is not a
+training row is refused), so that callers pass rows only.  Without a table nothing is looked
+up.  (``inverse="ekfac"`` takes its eigenbasis from the unweighted input factor ``sum_i Xa_i
+Xa_i^T``, as with class weights; its eigenvalues carry the weights.)
 """
 
 from __future__ import annotations
