@@ -42,7 +42,7 @@ SEALED = ("_theta", "_theta_fit", "curvature_", "_damping", "inverse_", "config_
           "_curvature_sample", "erasure_log_", "parameters_checksum_", "sample_salt_",
           "sample_digests_", "sample_digest_counts_", "fit_mask_", "X_fit_", "y_fit_",
           "classes_", "_backend_kwargs", "n_features_in_", "preprocessor_",
-          "preprocessing_state_")
+          "preprocessing_state_", "sample_weight_total_", "sample_weight_fit_total_")
 #: (and the class weights resolved at fit, kept on ``estimator_``: see _update_class_weights)
 #: leaves up to this size are hashed by value by :func:`fingerprint`; larger ones by identity
 _SMALL = 1 << 20

@@ -271,30 +271,59 @@ def _memory_chunks(X, y, idx, config, rng):
     return array_chunks(X, y, config["chunk_size"], idx)
 
 
-def _fit_and_build(estimator, X, y, fit_params, config):
+def _check_sample_weight(sample_weight, n: int) -> np.ndarray:
+    """``sample_weight`` as float64 of shape ``(n,)``: finite, >= 0 and not all 0."""
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"sample_weight must be numbers, got {sample_weight!r}") from exc
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},) (one weight per training row), "
+                         f"got {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight must be finite")
+    if (w < 0).any():
+        raise ValueError("sample_weight must be >= 0")
+    if not (w > 0).any():
+        raise ValueError("sample_weight is zero for every row: nothing to fit")
+    return w
+
+
+def _fit_and_build(estimator, X, y, fit_params, config, sample_weight=None):
     """Fit a clone of ``estimator`` and build its inverse curvature (cached by ``memory=``).
 
     Everything here is independent of ``epsilon``, so a grid over epsilon reuses one result.
+    ``sample_weight`` (checked) goes to the model's fit and, as a table of the training rows'
+    weights by row digest (``state["row_weights"]``), to the backend.
     """
     backend_cls = select_backend(estimator)
+    if sample_weight is not None:
+        fit_params = dict(fit_params, sample_weight=sample_weight)
     est = clone(estimator).fit(X, y, **fit_params)
     backend = backend_cls(est, parameters=config["parameters"], dtype=config["dtype"],
                           chunk_size=config["chunk_size"])
     fit_idx = np.asarray(backend.fit_indices(X, y))
+    table = None
+    if sample_weight is not None:  # the rows the model trained on, with their weights
+        w = np.asarray(sample_weight)[fit_idx]
+        table = backend.weight_table(X[fit_idx], y[fit_idx], w)
+        backend.row_weights = table
     rng = check_random_state(config["random_state"])
     # one sample's shape: the Kronecker kinds count a conv layer's positions in their estimate
     config = dict(config, input_shape=tuple(np.shape(X))[1:])
     state = _build_state(backend, _memory_chunks(X, y, fit_idx, config, rng), config, rng,
                          n_known=len(fit_idx))
     state.update(estimator=est, fit_indices=fit_idx)
+    if table is not None:
+        state.update(row_weights=table, sample_weight_total=float(w.sum()))
     return state
 
 
-def _fit_and_build_portable(estimator, X, y, fit_params, config):
+def _fit_and_build_portable(estimator, X, y, fit_params, config, sample_weight=None):
     """:func:`_fit_and_build` as ``memory=`` caches it: tensors and operators as NumPy
     containers (:func:`~sklearn_ssse._persistence.to_portable`), so that a cache written on a
     GPU is readable on a CPU-only host (joblib would pickle CUDA tensors as they are)."""
-    return to_portable(_fit_and_build(estimator, X, y, fit_params, config))
+    return to_portable(_fit_and_build(estimator, X, y, fit_params, config, sample_weight))
 
 
 def _from_cache(state, backend_cls, config):
@@ -456,6 +485,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Samples the model was trained on.
     n_samples_ : int
         Samples still in the model (decremented by every forget).
+    sample_weight_total_ : float
+        Only after ``fit(..., sample_weight=w)``: the summed weight of the rows still in the
+        model (decremented by every forget); ``sample_weight_fit_total_`` is that of the fit.
     n_curvature_samples_ : int
         Samples the curvature was built from (``fisher_max_samples`` or all).
     theta_fit_ : ndarray or torch.Tensor of shape (n_params,)
@@ -703,7 +735,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                          sparse_nnz=state.get("sparse_nnz"))
 
     @_restore_on_error
-    def fit(self, X, y, **fit_params):
+    def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the wrapped classifier and cache its inverse curvature.
 
         Atomic: if it fails, a previously fitted model is left exactly as it was.
@@ -714,9 +746,17 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             Training data.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the training rows (finite, >= 0, not all 0), passed to the fit of the
+            model (of a Pipeline: its last step; the transformers are fitted unweighted) and
+            honoured by the curvature and the erasure step: a row of weight ``w`` counts like
+            ``w`` copies of it.  Each row's weight is kept by the row's identity (a salted
+            digest of its features, as the model sees them, and its label), so that
+            :meth:`forget` needs only the rows.  Identical rows must have the same weight.
+            Linear models only (not a skorch net), with ``fisher_batch_size=1`` and
+            ``preprocessing="frozen"``.
         **fit_params : dict
-            Passed to the wrapped estimator's ``fit``. ``sample_weight`` is not supported (the
-            curvature and the erasure step assume unweighted samples).
+            Passed to the wrapped estimator's ``fit``.
 
         Returns
         -------
@@ -727,9 +767,17 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self._check_options()
         model = _final(self.estimator)
         backend_cls = select_backend(model)
-        if "sample_weight" in fit_params:
-            raise TypeError("sample_weight is not supported: SSSE's curvature and step "
-                            "assume unweighted samples")
+        if sample_weight is not None:
+            if not getattr(backend_cls, "accepts_sample_weight", False):
+                raise ValueError(f"sample_weight is not supported for {type(model).__name__} "
+                                 "(only the scikit-learn linear models take it)")
+            if self.fisher_batch_size > 1:
+                raise ValueError("sample_weight needs fisher_batch_size=1 (a mini-batch "
+                                 "curvature term mixes rows of different weights)")
+            if self.preprocessing == "update":
+                raise ValueError("sample_weight is not supported with preprocessing='update' "
+                                 "(it changes the rows the model sees, by which their weights "
+                                 "are kept): use preprocessing='frozen'")
         pre = _preprocessing(self.estimator)
         if pre is not None:  # a Pipeline: its transformers are fitted once, then frozen
             shape = getattr(X, "shape", ())  # (the raw rows need not be an array)
@@ -744,12 +792,15 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         for col in y.reshape(len(y), -1).T:
             _check_label_types(col)
         check_classification_targets(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X.shape[0])
         config = self._config(X)
         if self.memory is None:
-            state = _fit_and_build(model, X, y, fit_params, config)
+            state = _fit_and_build(model, X, y, fit_params, config, sample_weight)
         else:
             cached = check_memory(self.memory).cache(_fit_and_build_portable)
-            state = _from_cache(cached(model, X, y, fit_params, config), backend_cls, config)
+            state = _from_cache(cached(model, X, y, fit_params, config, sample_weight),
+                                backend_cls, config)
         init_preprocessing(self, pre, X_raw if pre is not None else None, X, state)
         if pre is None:
             self.__dict__.pop("preprocessor_", None)  # from an earlier fit of a Pipeline
@@ -787,6 +838,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.estimator_ = state["estimator"]
         self._backend_kwargs = {"parameters": self.parameters, "dtype": self.dtype,
                                 "chunk_size": int(self.chunk_size)}
+        for attr in ("sample_weight_total_", "sample_weight_fit_total_"):
+            self.__dict__.pop(attr, None)  # from an earlier weighted fit
+        if state.get("row_weights") is not None:  # the fit's sample weights, by row identity
+            self._backend_kwargs["row_weights"] = state["row_weights"]
+            self.sample_weight_fit_total_ = self.sample_weight_total_ = float(
+                state["sample_weight_total"])
         self.backend_ = backend_cls(self.estimator_, **self._backend_kwargs)
         self.curvature_ = state["curvature"]
         self._damping = state["damping"]
@@ -907,8 +964,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return True
 
     @classmethod
-    def from_fitted(cls, estimator, X, y=None, *, copy: bool = True, **params
-                    ) -> UnlearnableClassifier:
+    def from_fitted(cls, estimator, X, y=None, *, copy: bool = True, sample_weight=None,
+                    **params) -> UnlearnableClassifier:
         """Wrap an already fitted classifier, building its curvature from its training data.
 
         Nothing is trained: the curvature is accumulated at the estimator's parameters in one
@@ -936,6 +993,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         copy : bool, default=True
             Work on a deep copy of ``estimator`` (``forget`` then leaves the original alone);
             ``False`` updates ``estimator`` itself in place.
+        sample_weight : array-like of shape (n_samples,), default=None
+            The weights ``estimator`` was trained with (see :meth:`fit`); ``X, y`` in memory
+            only.
         **params
             Constructor parameters of :class:`UnlearnableClassifier` (``curvature``,
             ``inverse``, ``fisher_max_samples``, ``chunk_size``, ...). ``memory`` is not used.
@@ -991,6 +1051,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.preprocessor_ = pre
         backend = backend_cls(est, parameters=self.parameters, dtype=self.dtype,
                               chunk_size=int(self.chunk_size))
+        if sample_weight is not None:
+            if not getattr(backend_cls, "accepts_sample_weight", False):
+                raise ValueError(f"sample_weight is not supported for {type(est).__name__} "
+                                 "(only the scikit-learn linear models take it)")
+            if self.fisher_batch_size > 1:
+                raise ValueError("sample_weight needs fisher_batch_size=1 (a mini-batch "
+                                 "curvature term mixes rows of different weights)")
+            if y is None or is_dask(X) or is_dask(y):
+                raise ValueError("sample_weight needs the training data in memory; pass X and "
+                                 "y as arrays")
         config = self._config()
         rng = check_random_state(self.random_state)
         classes = getattr(est, "classes_", None)
@@ -1012,9 +1082,16 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 pass
             fit_idx = np.asarray(backend.fit_indices(X, y))  # e.g. without a validation split
             config["sparse_nnz"] = int(X.nnz) if sp.issparse(X) else None
+            table = None
+            if sample_weight is not None:
+                w = _check_sample_weight(sample_weight, X.shape[0])[fit_idx]
+                table = backend.weight_table(X[fit_idx], y[fit_idx], w)
+                backend.row_weights = table
             chunks = _memory_chunks(X, y, fit_idx, config, rng)
             state = _build_state(backend, chunks, config, rng, n_known=len(fit_idx))
             state["fit_indices"] = fit_idx
+            if table is not None:
+                state.update(row_weights=table, sample_weight_total=float(w.sum()))
         else:
             if self.keep_training_data:
                 raise ValueError("keep_training_data=True needs the training data in memory; "
@@ -1168,8 +1245,23 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if cfg.step == "leave_out" or keep_curvature:
             down, sample = self._downdate(X, y)
         if cfg.step == "full":
-            return self.curvature_.solve(g) / (self.n_samples_ - k), g, down, sample
+            total = self.__dict__.get("sample_weight_total_")
+            if total is None:
+                return self.curvature_.solve(g) / (self.n_samples_ - k), g, down, sample
+            # weighted: n / (n - k) becomes W / (W - W_S), W the weight of the curvature's rows
+            left = total - self._forget_weight(X, y)
+            if not left > 0:
+                raise ValueError("these rows carry all the remaining sample weight: nothing "
+                                 "would be left to approximate; nothing was changed")
+            ref = total if cfg.update_curvature else self.sample_weight_fit_total_
+            return self.curvature_.solve_sum(g) * (ref / left), g, down, sample
         return down.solve_sum(g), g, down, sample
+
+    def _forget_weight(self, X, y) -> float:
+        """The summed sample weight of rows ``(X, y)`` of a weighted model (0 unweighted)."""
+        if "sample_weight_total_" not in self.__dict__:  # unweighted: no lookup
+            return 0.0
+        return float(np.sum(self.backend_.sample_weights(X, y)))
 
     def _row_index(self) -> RowIndex:
         """The hash index of the kept training rows, built once per fit (the rows never change;
@@ -1281,6 +1373,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if self.on_untracked not in ("error", "warn"):
             raise ValueError(f"on_untracked must be 'error' or 'warn', got {self.on_untracked!r}")
         k = X.shape[0]
+        weight_removed = self._forget_weight(X, y)  # a weighted model: rows of unknown weight fail
 
         # 1. are the rows still in the model? (digests and / or stored rows; nothing changes)
         n_untracked = None
@@ -1419,6 +1512,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.curvature_ = curvature
         self._curvature_sample = curvature_sample
         self.n_samples_ = self.n_samples_ - k
+        if "sample_weight_total_" in self.__dict__:
+            self.sample_weight_total_ = self.sample_weight_total_ - weight_removed
         if rows_kept is not None:
             mask = self.fit_mask_.copy()
             mask[rows_kept] = False

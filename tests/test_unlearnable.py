@@ -266,12 +266,6 @@ def test_refit_behind_our_back_is_detected(small):
         clf.forget(X[:2], y[:2])
 
 
-def test_sample_weight_is_refused(small):
-    X, y = small
-    with pytest.raises(TypeError, match="sample_weight"):
-        UnlearnableClassifier(LR).fit(X, y, sample_weight=np.ones(len(X)))
-
-
 def test_public_vectors_are_numpy_for_linear_models():
     """Linear models show every fitted vector as a NumPy array (a copy); nets keep tensors on
     their device (tests/test_torch_backend.py)."""

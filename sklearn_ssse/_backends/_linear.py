@@ -34,6 +34,14 @@ those of the fit: ``"balanced"`` is resolved once from the training labels
 fitted estimator; forgetting does not recompute them from the remaining rows, whereas a model
 retrained with ``"balanced"`` on the remaining rows would (its objective differs by those new
 weights).  ``LogisticRegressionCV`` is the refit model at the selected ``C_``.
+
+Sample weights (``fit(X, y, sample_weight=w)``) multiply the same terms (times the class
+weight).  They are kept by row identity: :meth:`LinearBackend.weight_table` maps the salted
+digest of each training row (its features and label codes) to its weight, and
+:meth:`LinearBackend.sample_weights` looks the rows of any call up in it (a row that is not a
+training row is refused), so that callers pass rows only.  Without a table nothing is looked
+up.  (``inverse="ekfac"`` takes its eigenbasis from the unweighted input factor ``sum_i Xa_i
+Xa_i^T``, as with class weights; its eigenvalues carry the weights.)
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, SGDCl
 from sklearn.multioutput import MultiOutputClassifier
 from sklearn.utils.class_weight import compute_class_weight
 
+from .._rows import new_salt, row_digests
 from ._base import BaseBackend, draw_labels
 
 _NO_PROBA = ("{name} does not model p(y|x) (no log-likelihood loss), so it cannot be unlearned "
@@ -246,10 +255,18 @@ class _SingleLinear:
         setattr(self.est, CLASS_WEIGHT_ATTR, w)
         self.class_weight = _fit_class_weight(self.est)
 
-    def weights(self, y, power: float = 1.0) -> np.ndarray | None:
-        """Per-sample class weights raised to ``power``, shape ``(n, rows)`` (one column per
-        class row of the parameters), or ``None`` when the model is unweighted."""
+    def weights(self, y, power: float = 1.0, sw=None) -> np.ndarray | None:
+        """Per-sample weights (class weight times sample weight ``sw``) raised to ``power``,
+        shape ``(n, rows)`` (one column per class row of the parameters), or ``None`` when the
+        model is unweighted."""
         cw = self.class_weight
+        if sw is not None:
+            sw = np.asarray(sw, dtype=np.float64)
+            sw = sw if power == 1.0 else np.sqrt(sw) if power == 0.5 else sw**power
+            W = self.weights(y, power) if cw is not None else None
+            if W is None:
+                return np.repeat(sw[:, None], self.n_rows, axis=1)
+            return W * sw[:, None]
         if cw is None:
             return None
         if isinstance(cw, str):
@@ -270,32 +287,32 @@ class _SingleLinear:
         S = self._scores(Xa)
         return softmax(S, axis=1) if self.softmax else expit(S)
 
-    def grads(self, X, y, power: float = 1.0) -> np.ndarray:
+    def grads(self, X, y, power: float = 1.0, sw=None) -> np.ndarray:
         """Per-sample gradients of the weighted loss ``w_i l_i`` (``power=1``), or the
         empirical Fisher's factor rows ``sqrt(w_i) grad l_i`` (``power=0.5``)."""
         Xa = self._augment(X)
         R = self._probs(Xa) - self._targets(y)  # (n, rows)
-        W = self.weights(y, power)
+        W = self.weights(y, power, sw)
         if W is not None:
             R *= W
         return _outer_rows(R, Xa).reshape(X.shape[0], -1)
 
-    def _sqrt_sample_weights(self, y) -> np.ndarray | None:
+    def _sqrt_sample_weights(self, y, sw=None) -> np.ndarray | None:
         """``sqrt(w_i)`` per sample and class row, shape (n, rows), or ``None`` (unweighted)."""
         if self.class_weight is None:
-            return None
+            return None if sw is None else self.weights(None, 0.5, sw)
         if y is None:
             raise ValueError("the sampled GGN rows of a model trained with class weights need "
                              "the samples' labels (their weights), which this caller does not "
                              "pass: use curvature='empirical_fisher' or an inverse other than "
                              "'woodbury'")
-        return self.weights(y, 0.5)
+        return self.weights(y, 0.5, sw)
 
-    def ggn_rows(self, X, y=None) -> np.ndarray:
+    def ggn_rows(self, X, y=None, sw=None) -> np.ndarray:
         Xa = self._augment(X)
         P = self._probs(Xa)
         n = X.shape[0]
-        W = self._sqrt_sample_weights(y)
+        W = self._sqrt_sample_weights(y, sw)
         if not self.softmax:  # independent sigmoids: one factor row per sample suffices
             w = np.sqrt(P * (1.0 - P))
             if W is not None:
@@ -308,32 +325,32 @@ class _SingleLinear:
             D *= W[:, :1, None]
         return _outer_rows(D.reshape(n, C * C), Xa).reshape(n, C, -1)
 
-    def ggn_sample_rows(self, X, u, y=None) -> np.ndarray:
+    def ggn_sample_rows(self, X, u, y=None, sw=None) -> np.ndarray:
         """One GGN factor row per sample: the gradient at a label drawn from ``p(.|x)`` at the
         uniforms ``u`` (softmax), or the exact single factor row (sigmoids), shape (n, 1, p);
         times ``sqrt(w_i)`` for a class-weighted model (which needs the true labels ``y``)."""
         if not self.softmax:
-            return self.ggn_rows(X, y)
+            return self.ggn_rows(X, y, sw)
         Xa = self._augment(X)
         P = self._probs(Xa)
         R = P - np.eye(self.n_classes)[draw_labels(P, u)]
-        W = self._sqrt_sample_weights(y)
+        W = self._sqrt_sample_weights(y, sw)
         if W is not None:
             R *= W[:, :1]
         return _outer_rows(R, Xa).reshape(X.shape[0], 1, -1)
 
-    def kron_factor_rows(self, X, y, curvature: str, u=None):
+    def kron_factor_rows(self, X, y, curvature: str, u=None, sw=None):
         """``(Xa, R)``: the factor rows of the curvature are ``R[i, j] (x) Xa[i]`` (``R`` of
         shape ``(n, q, rows)``); ``u``: one GGN row per sample at a drawn label (softmax)."""
         Xa = self._augment(X)
         P = self._probs(Xa)
         if curvature == "empirical_fisher":
             R = P - self._targets(y)
-            W = self.weights(y, 0.5)
+            W = self.weights(y, 0.5, sw)
             if W is not None:
                 R *= W
             return Xa, R[:, None, :]
-        W = self._sqrt_sample_weights(y)
+        W = self._sqrt_sample_weights(y, sw)
         if not self.softmax:
             R = np.sqrt(P * (1.0 - P))
             if W is not None:
@@ -350,15 +367,15 @@ class _SingleLinear:
             D *= W[:, :1, None]
         return Xa, D
 
-    def diagonal(self, X, y, curvature: str) -> np.ndarray:
+    def diagonal(self, X, y, curvature: str, sw=None) -> np.ndarray:
         """Diagonal of the data term: ``sum_i A_i[r, r] * Xa_i^2`` for every class row ``r``."""
-        Xa, A = self.output_weights(X, y, curvature)
+        Xa, A = self.output_weights(X, y, curvature, sw)
         diag = np.diagonal(A, axis1=1, axis2=2)
         if sp.issparse(Xa):
             return np.asarray(Xa.multiply(Xa).T @ diag).T.ravel()
         return (diag.T @ (Xa * Xa)).ravel()
 
-    def grad_sum(self, X, y) -> np.ndarray:
+    def grad_sum(self, X, y, sw=None) -> np.ndarray:
         """``sum_i g_i`` in closed form, ``(P - T)^T [X, 1]``, without the per-sample rows (nor
         a copy of ``X`` with a column of ones)."""
         W = np.reshape(self.get(), (self.n_rows, self.p1))
@@ -366,7 +383,7 @@ class _SingleLinear:
         if self.fit_intercept:
             S += W[:, -1]
         R = (softmax(S, axis=1) if self.softmax else expit(S)) - self._targets(y)
-        W = self.weights(y)
+        W = self.weights(y, 1.0, sw)
         if W is not None:
             R *= W
         G = np.asarray(X.T @ R).T  # (X^T R)^T: a sparse X stays sparse
@@ -374,7 +391,7 @@ class _SingleLinear:
             G = np.hstack([G, R.sum(0)[:, None]])
         return G.ravel()
 
-    def output_weights(self, X, y, curvature: str):
+    def output_weights(self, X, y, curvature: str, sw=None):
         """``(Xa, A)``: the curvature's data term is ``sum_i A[i] (x) Xa[i] Xa[i]^T``.
 
         ``A`` has shape ``(n, rows, rows)`` in the layout of the class rows of the parameters.
@@ -382,12 +399,12 @@ class _SingleLinear:
         Xa = self._augment(X)
         if curvature == "empirical_fisher":
             r = self._probs(Xa) - self._targets(y)
-            W = self.weights(y, 0.5)
+            W = self.weights(y, 0.5, sw)
             if W is not None:  # the factor row sqrt(w_i) g_i
                 r *= W
             return Xa, r[:, :, None] * r[:, None, :]
         P = self._probs(Xa)
-        W = self.weights(y)
+        W = self.weights(y, 1.0, sw)
         if self.softmax:
             A = -P[:, :, None] * P[:, None, :]
             idx = np.arange(self.n_rows)
@@ -489,6 +506,10 @@ class LinearBackend(BaseBackend):
     chunk_size : int or None, default=None
         Unused (the closed forms are vectorised over all rows); accepted so that every backend
         takes the estimator's ``chunk_size``.
+    row_weights : dict or None, default=None
+        The sample weights of the fit, by row identity (:meth:`weight_table`): every
+        per-sample term of a row is multiplied by its weight, looked up from the row's
+        salted digest; ``None`` (unweighted) does no lookup.
     """
 
     dtype = torch.float64
@@ -497,8 +518,11 @@ class LinearBackend(BaseBackend):
     accepts_sparse = True
     certifiable = True
     public_numpy = True
+    #: ``fit(X, y, sample_weight=...)`` is supported (:meth:`weight_table`)
+    accepts_sample_weight = True
 
-    def __init__(self, estimator, parameters=None, dtype=None, chunk_size=None):
+    def __init__(self, estimator, parameters=None, dtype=None, chunk_size=None,
+                 row_weights=None):
         super().__init__(estimator)
         if parameters is not None:
             raise ValueError("parameters= selects torch parameters; linear models always use all "
@@ -509,6 +533,82 @@ class LinearBackend(BaseBackend):
         subs = estimator.estimators_ if self.multi_output else [estimator]
         self.parts = [_SingleLinear(e) for e in subs]
         self.offsets = np.cumsum([0] + [p.n_params for p in self.parts])
+        self.row_weights = row_weights
+
+    # sample weights -------------------------------------------------------------------------
+    def _row_digests(self, X, y, salt: bytes) -> np.ndarray:
+        """Salted digests of the rows ``(X[i], y[i])``, the labels as class indices."""
+        codes = np.stack([np.searchsorted(p.classes, yj)
+                          for p, yj in zip(self.parts, self._columns(y))], axis=1)
+        return row_digests(X, codes.astype(np.int64), salt=salt)
+
+    def weight_table(self, X, y, sample_weight) -> dict:
+        """The weight of every distinct training row ``(X[i], y[i])``, by salted digest.
+
+        Parameters
+        ----------
+        X : ndarray or scipy sparse matrix of shape (n, n_features)
+            The training rows the model saw.
+        y : ndarray of shape (n,) or (n, n_outputs)
+            Their labels.
+        sample_weight : ndarray of shape (n,)
+            Their weights.
+
+        Returns
+        -------
+        dict
+            ``{"salt": bytes, "digests": sorted distinct digests, "weights": float64}``.
+
+        Raises
+        ------
+        ValueError
+            Identical rows (features and label) with different weights: which of them a
+            deletion request names would be ambiguous.
+        """
+        salt = new_salt()
+        d = self._row_digests(X, y, salt)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        values, first, inverse = np.unique(d, return_index=True, return_inverse=True)
+        inverse = np.ravel(inverse)
+        weights = w[first]
+        clash = weights[inverse] != w
+        if clash.any():
+            i = int(np.flatnonzero(clash)[0])
+            raise ValueError(
+                f"training row {i} appears more than once (same features and label) with "
+                f"different sample weights ({w[i]:g} and {weights[inverse[i]]:g}): a deletion "
+                "request names a row by its content, so which copy it removes would be "
+                "ambiguous. Merge identical rows (one row with the summed weight) or give them "
+                "the same weight")
+        return {"salt": salt, "digests": values, "weights": weights}
+
+    def sample_weights(self, X, y) -> np.ndarray | None:
+        """The fit's sample weight of every row ``(X[i], y[i])`` (``None``: unweighted model).
+
+        Raises
+        ------
+        ValueError
+            A row that is not a training row of this weighted model (its weight is unknown).
+        """
+        table = self.row_weights
+        if table is None:
+            return None
+        if y is None:
+            raise ValueError("a model fitted with sample weights needs the labels of the rows "
+                             "(a row's weight is looked up by its features and label)")
+        d = self._row_digests(X, y, table["salt"])
+        values = table["digests"]
+        if not len(values):
+            pos, found = np.zeros(len(d), dtype=np.int64), np.zeros(len(d), dtype=bool)
+        else:
+            pos = np.clip(np.searchsorted(values, d), 0, len(values) - 1)
+            found = values[pos] == d
+        if not found.all():
+            raise ValueError(
+                f"{int((~found).sum())} of the {len(d)} rows are not a training row of this "
+                "weighted model, its weight is unknown (a model fitted with sample_weight "
+                "looks each row's weight up by its features and label); nothing was changed")
+        return np.asarray(table["weights"])[pos]
 
     @classmethod
     def supports(cls, estimator) -> bool:
@@ -604,7 +704,8 @@ class LinearBackend(BaseBackend):
 
     def per_sample_gradients(self, X, y) -> torch.Tensor:
         """Gradients of the weighted losses ``w_i l_i`` (``w_i = 1`` without class weights)."""
-        G = np.hstack([p.grads(X, yj) for p, yj in zip(self.parts, self._columns(y))])
+        sw = self.sample_weights(X, y)
+        G = np.hstack([p.grads(X, yj, sw=sw) for p, yj in zip(self.parts, self._columns(y))])
         return torch.from_numpy(G)
 
     def gradient_sum(self, X, y) -> torch.Tensor:
@@ -621,17 +722,19 @@ class LinearBackend(BaseBackend):
         -------
         Tensor of shape (n_params,)
         """
+        sw = self.sample_weights(X, y)
         return torch.from_numpy(np.concatenate(
-            [p.grad_sum(X, yj) for p, yj in zip(self.parts, self._columns(y))]))
+            [p.grad_sum(X, yj, sw) for p, yj in zip(self.parts, self._columns(y))]))
 
     def curvature_rows(self, X, y, curvature: str) -> torch.Tensor:
         cols = self._columns(y)
-        if curvature == "empirical_fisher":  # sqrt(w_i) g_i: a weight multiplies the term
-            G = np.hstack([p.grads(X, yj, power=0.5) for p, yj in zip(self.parts, cols)])
-            return torch.from_numpy(G)[:, None, :]
-        if curvature != "ggn":
+        if curvature not in ("empirical_fisher", "ggn"):
             raise ValueError(f"unknown curvature {curvature!r}")
-        rows = [p.ggn_rows(X, yj) for p, yj in zip(self.parts, cols)]
+        sw = self.sample_weights(X, y)
+        if curvature == "empirical_fisher":  # sqrt(w_i) g_i: a weight multiplies the term
+            G = np.hstack([p.grads(X, yj, power=0.5, sw=sw) for p, yj in zip(self.parts, cols)])
+            return torch.from_numpy(G)[:, None, :]
+        rows = [p.ggn_rows(X, yj, sw) for p, yj in zip(self.parts, cols)]
         q = max(r.shape[1] for r in rows)  # outputs are independent blocks: pad factor counts
         rows = [np.pad(r, ((0, 0), (0, q - r.shape[1]), (0, 0))) for r in rows]
         return torch.from_numpy(np.concatenate(rows, axis=2))
@@ -645,7 +748,8 @@ class LinearBackend(BaseBackend):
         """See :meth:`BaseBackend.ggn_sample_rows`; a model trained with class weights also
         needs the labels ``y`` (the rows are scaled by ``sqrt`` of the sample's weight)."""
         cols = self._columns(y) if y is not None else [None] * len(self.parts)
-        rows = [p.ggn_sample_rows(X, u, yj) for p, yj in zip(self.parts, cols)]
+        sw = self.sample_weights(X, y)
+        rows = [p.ggn_sample_rows(X, u, yj, sw) for p, yj in zip(self.parts, cols)]
         return torch.from_numpy(np.concatenate(rows, axis=2))
 
     def kronecker_factor_rows(self, X, y, curvature: str, u=None) -> list[tuple]:
@@ -673,7 +777,8 @@ class LinearBackend(BaseBackend):
         """
         if curvature not in ("empirical_fisher", "ggn"):
             raise ValueError(f"unknown curvature {curvature!r}")
-        return [p.kron_factor_rows(X, yj, curvature, u)
+        sw = self.sample_weights(X, y)
+        return [p.kron_factor_rows(X, yj, curvature, u, sw)
                 for p, yj in zip(self.parts, self._columns(y))]
 
     def curvature_diagonal(self, X, y, curvature: str) -> torch.Tensor:
@@ -694,8 +799,9 @@ class LinearBackend(BaseBackend):
         """
         if curvature not in ("empirical_fisher", "ggn"):
             raise ValueError(f"unknown curvature {curvature!r}")
+        sw = self.sample_weights(X, y)
         return torch.from_numpy(np.concatenate(
-            [p.diagonal(X, yj, curvature) for p, yj in zip(self.parts, self._columns(y))]))
+            [p.diagonal(X, yj, curvature, sw) for p, yj in zip(self.parts, self._columns(y))]))
 
     def curvature_gram(self, X, y, curvature: str, slices) -> list[torch.Tensor] | None:
         """Closed-form Gram matrices of the curvature's data term, one per slice.
@@ -729,9 +835,10 @@ class LinearBackend(BaseBackend):
                 return None
             located.append((j, s.start - int(self.offsets[j]), s.stop - int(self.offsets[j])))
         cols = self._columns(y)
+        sw = self.sample_weights(X, y)
         weights = {}
         for j in {j for j, _, _ in located}:
-            Xa, A = self.parts[j].output_weights(X, cols[j], curvature)
+            Xa, A = self.parts[j].output_weights(X, cols[j], curvature, sw)
             if sp.issparse(Xa):
                 weights[j] = Xa, A
             else:
@@ -771,8 +878,9 @@ class LinearBackend(BaseBackend):
                              "p x p matrix with an O(p^3) eigendecomposition): use "
                              "inverse='dense', 'block' or 'woodbury' (or 'auto')")
         out = []
+        sw = self.sample_weights(X, y)
         for part, yj in zip(self.parts, self._columns(y)):
-            Xa, A = part.output_weights(X, yj, curvature)
+            Xa, A = part.output_weights(X, yj, curvature, sw)
             out.append((torch.from_numpy(np.ascontiguousarray(Xa)), torch.from_numpy(A)))
         return out
 

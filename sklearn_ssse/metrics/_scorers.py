@@ -122,11 +122,14 @@ def _training_index(X_fit, y_fit) -> tuple[RowIndex, str]:
     return index, digest
 
 
-def _fit_reference(estimator, X, y):
-    """Fit the retrained reference (module-level so that joblib.Memory can cache it)."""
+def _fit_reference(estimator, X, y, sample_weight=None):
+    """Fit the retrained reference (module-level so that joblib.Memory can cache it), with
+    the rows' sample weights of the fit when the model was fitted with some."""
     with _lock:
         _stats["fits"] += 1
-    return clone(estimator).fit(X, y)
+    if sample_weight is None:
+        return clone(estimator).fit(X, y)
+    return clone(estimator).fit(X, y, sample_weight=sample_weight)
 
 
 def _with_fit_class_weight(template, fitted):
@@ -151,23 +154,27 @@ def _reference(clf, remaining: np.ndarray, digest: str):
     The unfitted constructor estimator, not ``estimator_``: a skorch net given a module
     *instance* would otherwise start from the trained weights.  For a Pipeline, its last step
     on the kept (transformed) rows: the reference of a forget with frozen preprocessing.
-    ``class_weight="balanced"`` keeps the weights of the fit (:func:`_with_fit_class_weight`);
-    the backend keeps the fitted estimator's output layout (a net's ``classes=``)."""
+    ``class_weight="balanced"`` keeps the weights of the fit (:func:`_with_fit_class_weight`),
+    a model fitted with ``sample_weight`` refits the kept rows with their weights (looked up by
+    the backend); the backend keeps the fitted estimator's output layout (a net's
+    ``classes=``)."""
     template = clf.estimator[-1] if isinstance(clf.estimator, Pipeline) else clf.estimator
     template = _with_fit_class_weight(clone(template), clf.estimator_)
     template = clf.backend_.reference_estimator(template)  # keeps the output layout (classes)
-    key = joblib.hash((clone(template), digest, np.packbits(remaining)))
+    X, y = clf.X_fit_[remaining], clf.y_fit_[remaining]
+    weights = getattr(clf.backend_, "sample_weights", None)
+    weights = weights(X, y) if weights is not None else None
+    key = joblib.hash((clone(template), digest, np.packbits(remaining), weights))
     with _lock:
         if key in _references:
             _references.move_to_end(key)
             _stats["hits"] += 1
             return _references[key]
         _stats["misses"] += 1
-    X, y = clf.X_fit_[remaining], clf.y_fit_[remaining]
     fit = _fit_reference
     if getattr(clf, "memory", None) is not None:
         fit = check_memory(clf.memory).cache(_fit_reference)
-    model = fit(clone(template), X, y)
+    model = fit(clone(template), X, y, weights)
     with _lock:
         _references[key] = model
         while len(_references) > _REFERENCE_CACHE_SIZE:
