@@ -734,6 +734,15 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                          preprocessing=self.preprocessing,
                          sparse_nnz=state.get("sparse_nnz"))
 
+    def _check_sample_weight_options(self, backend_cls, model) -> None:
+        """Refuse ``sample_weight`` where it cannot be honoured (before any work)."""
+        if not getattr(backend_cls, "accepts_sample_weight", False):
+            raise ValueError(f"sample_weight is not supported for {type(model).__name__} "
+                             "(only the scikit-learn linear models take it)")
+        if self.fisher_batch_size > 1:
+            raise ValueError("sample_weight needs fisher_batch_size=1 (a mini-batch "
+                             "curvature term mixes rows of different weights)")
+
     @_restore_on_error
     def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the wrapped classifier and cache its inverse curvature.
@@ -768,12 +777,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         model = _final(self.estimator)
         backend_cls = select_backend(model)
         if sample_weight is not None:
-            if not getattr(backend_cls, "accepts_sample_weight", False):
-                raise ValueError(f"sample_weight is not supported for {type(model).__name__} "
-                                 "(only the scikit-learn linear models take it)")
-            if self.fisher_batch_size > 1:
-                raise ValueError("sample_weight needs fisher_batch_size=1 (a mini-batch "
-                                 "curvature term mixes rows of different weights)")
+            self._check_sample_weight_options(backend_cls, model)
             if self.preprocessing == "update":
                 raise ValueError("sample_weight is not supported with preprocessing='update' "
                                  "(it changes the rows the model sees, by which their weights "
@@ -1052,12 +1056,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         backend = backend_cls(est, parameters=self.parameters, dtype=self.dtype,
                               chunk_size=int(self.chunk_size))
         if sample_weight is not None:
-            if not getattr(backend_cls, "accepts_sample_weight", False):
-                raise ValueError(f"sample_weight is not supported for {type(est).__name__} "
-                                 "(only the scikit-learn linear models take it)")
-            if self.fisher_batch_size > 1:
-                raise ValueError("sample_weight needs fisher_batch_size=1 (a mini-batch "
-                                 "curvature term mixes rows of different weights)")
+            self._check_sample_weight_options(backend_cls, est)
             if y is None or is_dask(X) or is_dask(y):
                 raise ValueError("sample_weight needs the training data in memory; pass X and "
                                  "y as arrays")
