@@ -38,7 +38,8 @@ def __getattr__(name):
     if name in _OPERATORS:
         from . import _operators
 
-        return getattr(_operators, name)
+        value = globals()[name] = getattr(_operators, name)  # later lookups skip this hook
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
