@@ -187,6 +187,16 @@ def multiset(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, counts.astype(np.int64)
 
 
+def sorted_lookup(values: np.ndarray, digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(pos, found)``: where each of ``digests`` is in the sorted distinct ``values``, and
+    whether it is there at all (``pos`` is 0 where it is not)."""
+    if not values.size:
+        return np.zeros(len(digests), dtype=np.int64), np.zeros(len(digests), dtype=bool)
+    pos = np.clip(np.searchsorted(values, digests), 0, len(values) - 1)
+    found = values[pos] == digests
+    return np.where(found, pos, 0), found
+
+
 def multiset_remove(values: np.ndarray, counts: np.ndarray, digests: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Remove ``digests`` (with repetitions) from the multiset ``(values, counts)``.
@@ -223,14 +233,8 @@ def multiset_remove(values: np.ndarray, counts: np.ndarray, digests: np.ndarray
         return values.copy(), counts.copy(), missing
     order = np.argsort(digests, kind="stable")
     req, first, req_counts = np.unique(digests[order], return_index=True, return_counts=True)
-    if values.size:
-        pos = np.clip(np.searchsorted(values, req), 0, len(values) - 1)
-        present = values[pos] == req
-        available = np.where(present, counts[pos], 0)
-    else:
-        pos = np.zeros(len(req), dtype=np.int64)
-        present = np.zeros(len(req), dtype=bool)
-        available = np.zeros(len(req), dtype=np.int64)
+    pos, present = sorted_lookup(values, req)
+    available = np.where(present, counts[pos], 0) if values.size else np.zeros(len(req), np.int64)
     taken = np.minimum(req_counts, available)
     # occurrence rank of each request among the equal requests (stable: in request order)
     rank = np.arange(k) - np.repeat(first, req_counts)

@@ -57,7 +57,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, SGDCl
 from sklearn.multioutput import MultiOutputClassifier
 from sklearn.utils.class_weight import compute_class_weight
 
-from .._rows import new_salt, row_digests
+from .._rows import new_salt, row_digests, sorted_lookup
 from ._base import BaseBackend, draw_labels
 
 _NO_PROBA = ("{name} does not model p(y|x) (no log-likelihood loss), so it cannot be unlearned "
@@ -597,12 +597,7 @@ class LinearBackend(BaseBackend):
             raise ValueError("a model fitted with sample weights needs the labels of the rows "
                              "(a row's weight is looked up by its features and label)")
         d = self._row_digests(X, y, table["salt"])
-        values = table["digests"]
-        if not len(values):
-            pos, found = np.zeros(len(d), dtype=np.int64), np.zeros(len(d), dtype=bool)
-        else:
-            pos = np.clip(np.searchsorted(values, d), 0, len(values) - 1)
-            found = values[pos] == d
+        pos, found = sorted_lookup(table["digests"], d)
         if not found.all():
             raise ValueError(
                 f"{int((~found).sum())} of the {len(d)} rows are not a training row of this "

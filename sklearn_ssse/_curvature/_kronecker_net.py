@@ -96,7 +96,7 @@ from .._streaming import row_uniforms
 from ._operators import _INDEFINITE, CurvatureOperator, KroneckerEigen, _as_matrix
 
 __all__ = ["KroneckerNet", "build_kronecker", "downdate_kronecker", "kronecker_memory",
-           "kronecker_unsupported", "layers_of"]
+           "kronecker_unsupported"]
 
 _LAYERS = (torch.nn.Linear, torch.nn.Conv2d)
 _FACTOR_DTYPES = {None: None, "float32": torch.float32, "float64": torch.float64}
@@ -145,21 +145,6 @@ def _conv_padding(m: torch.nn.Conv2d):
             return "padding='same' with an even receptive field (asymmetric padding)"
         return tuple(t // 2 for t in total)
     return tuple(pad)
-
-
-def layers_of(backend) -> list[_Layer]:
-    """The Kronecker layers covering the backend's selected parameters.
-
-    Raises
-    ------
-    ValueError
-        If a selected parameter belongs to a module other than ``nn.Linear`` / ``nn.Conv2d``
-        (named), or to a Conv2d layer ``F.unfold`` cannot reproduce (groups, padding mode).
-    """
-    reason = _unsupported_layers(backend)
-    if reason is not None:
-        raise ValueError(reason)
-    return _collect(backend)
 
 
 def _collect(backend):

@@ -56,7 +56,7 @@ from .._rows import multiset, new_salt, row_digests
 from ._operators import BlockDiagonal, CurvatureOperator
 
 __all__ = ["SparseKroneckerWoodbury", "accumulate_sparse_woodbury", "downdate_structured",
-           "is_structured", "sparse_dense_memory", "sparse_plan",
+           "sparse_dense_memory", "sparse_plan",
            "sparse_woodbury_memory"]
 
 #: iterative refinement steps of every solve (see :meth:`SparseKroneckerWoodbury.solve_sum`)
@@ -389,14 +389,6 @@ class SparseKroneckerWoodbury(CurvatureOperator):
 
 
 # ------------------------------------------------------------------------------ helpers
-def is_structured(op) -> bool:
-    """Whether ``op`` is (a block-diagonal of) :class:`SparseKroneckerWoodbury`."""
-    if isinstance(op, SparseKroneckerWoodbury):
-        return True
-    return isinstance(op, BlockDiagonal) and all(isinstance(o, SparseKroneckerWoodbury)
-                                                 for o in op.ops)
-
-
 def _block_plan(backend, slices) -> list[tuple[int, int | None]]:
     """For each operator slice: ``(output j, class row)`` (``None``: all the rows of output
     ``j``), from the backend's Kronecker blocks; a slice that is neither is refused."""
