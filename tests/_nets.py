@@ -34,3 +34,15 @@ def digits_net(**kwargs):
                   train_split=None, iterator_train__shuffle=True, verbose=0)
     params.update(kwargs)
     return NeuralNetClassifier(**params)
+
+
+def fitted_digits_net():
+    """``(X, X_test, y, y_test, clf)``: the net under SSSE (auto inverse, the training rows
+    kept for the scorers), fitted on the training part of :func:`digits_split`."""
+    from sklearn_ssse import UnlearnableClassifier
+
+    torch.set_num_threads(1)
+    X, X_test, y, y_test = digits_split()
+    torch.manual_seed(0)
+    clf = UnlearnableClassifier(digits_net(), keep_training_data=True, random_state=0).fit(X, y)
+    return X, X_test, y, y_test, clf

@@ -767,14 +767,11 @@ def test_scorers_never_return_nan(noisy, scorer):
 @pytest.fixture(scope="module")
 def digits_net_fitted():
     """The small skorch MLP of ``tests/_nets.py`` (built without ``classes=``) under SSSE."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("skorch")
-    from _nets import digits_net, digits_split
+    from _nets import fitted_digits_net
 
-    torch.set_num_threads(1)
-    X, _, y, _ = digits_split()
-    torch.manual_seed(0)
-    clf = UnlearnableClassifier(digits_net(), keep_training_data=True, random_state=0).fit(X, y)
+    X, _, y, _, clf = fitted_digits_net()
     return X, y, clf
 
 

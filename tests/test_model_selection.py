@@ -357,15 +357,11 @@ def test_sweep_and_grid_search_on_a_pipeline():
 @pytest.fixture(scope="module")
 def digits_nets():
     """Digits split, and the small skorch MLP fitted on the training part (SSSE, auto inverse)."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     pytest.importorskip("skorch")
-    from _nets import digits_net, digits_split
+    from _nets import digits_net, fitted_digits_net
 
-    torch.set_num_threads(1)
-    X, X_test, y, y_test = digits_split()
-    torch.manual_seed(0)
-    clf = UnlearnableClassifier(digits_net(), keep_training_data=True, random_state=0).fit(X, y)
-    return X, X_test, y, y_test, clf, digits_net
+    return (*fitted_digits_net(), digits_net)
 
 
 def test_sweep_default_scoring_follows_the_model_family(cancer, digits_nets):
