@@ -42,8 +42,8 @@ from sklearn_ssse._streaming import iter_factor_rows  # noqa: E402
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-#: every inverse a net can use (ekfac is the linear models' Kronecker structure)
-INVERSES = ["dense", "block", "woodbury", "sherman_morrison"]
+#: every inverse a net can use (kfac / ekfac: the per-layer Kronecker factors of nn.Linear/Conv2d)
+INVERSES = ["dense", "block", "woodbury", "sherman_morrison", "kfac", "ekfac"]
 
 
 class MLP(nn.Module):
@@ -321,3 +321,34 @@ def test_float64_factor_inversion_option(small):
     assert d32.dtype == torch.float32 and d32.device.type == "cuda"
     assert float(torch.linalg.vector_norm(d32.double() - d64)) <= \
         5e-2 * float(torch.linalg.vector_norm(d64))
+
+
+class _CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = torch.max_pool2d(torch.relu(self.conv(x.reshape(-1, 1, 8, 8))), 2)
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("inverse", ["kfac", "ekfac"])
+def test_kronecker_conv_net_on_cuda_matches_cpu(small, inverse):
+    """K-FAC / EK-FAC of a conv net: the hooks, the unfolded patches, the factors and their
+    eigenbases are built on the device, and the step equals the CPU one (float32 tolerance)."""
+    X, y = small
+    torch.manual_seed(0)
+    net = make_net(module=_CNN).fit(X, y)
+    kw = dict(inverse=inverse, curvature="ggn", random_state=0)
+    clf = UnlearnableClassifier.from_fitted(net, X, y, **kw)
+    cpu = UnlearnableClassifier.from_fitted(_to_cpu(net), X, y, **kw)
+    for path, t in _tensors(dict(vars(clf))):
+        assert t.device.type == "cuda", path
+    theta0 = clf.get_parameters()
+    clf.forget(X[:20], y[:20])
+    cpu.forget(X[:20], y[:20])
+    step, step_cpu = clf.get_parameters() - theta0, cpu.get_parameters() - theta0
+    assert np.linalg.norm(step_cpu) > 0
+    assert np.linalg.norm(step - step_cpu) <= 1e-2 * np.linalg.norm(step_cpu) + 1e-6
