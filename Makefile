@@ -2,19 +2,21 @@
 #   make demo   - create .venv, install the package, run the demo on the bundled digits data
 #   make test   - create .venv, install the package with its test extras, run the test suite
 # torch is pinned to the 2.13.0 CPU wheel before the package is installed, so that pip never
-# pulls a multi-GB CUDA build as a dependency.
+# pulls a multi-GB CUDA build as a dependency; it is named again when the extras are installed,
+# because the test extra's curvlinops pulls torchvision, whose newest release pins a newer torch.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+TORCH := torch==2.13.0
 
 .PHONY: demo test lint docs docs-browser bench install clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(FIND_LINKS) torch==2.13.0
-	$(PY) -m pip install --quiet $(FIND_LINKS) -e '.[dev]'
+	$(PY) -m pip install --quiet $(FIND_LINKS) $(TORCH)
+	$(PY) -m pip install --quiet $(FIND_LINKS) -e '.[dev]' $(TORCH)
 	touch $@
 
 install: $(VENV)/.installed
@@ -33,7 +35,7 @@ OLDEST_TESTS ?= tests/test_linear.py tests/test_validation.py tests/test_metrics
 test-oldest:
 	rm -rf $(OLDEST_VENV)
 	$(PYTHON) -m venv $(OLDEST_VENV)
-	$(OLDEST_VENV)/bin/python -m pip install --quiet $(FIND_LINKS) torch==2.13.0
+	$(OLDEST_VENV)/bin/python -m pip install --quiet $(FIND_LINKS) $(TORCH)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet $(FIND_LINKS) . pytest hypothesis \
 		$$($(PYTHON) .ci/oldest_requirements.py)
 	$(OLDEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(numpy|scipy|scikit-learn|joblib|torch|skorch|threadpoolctl|tqdm) '

@@ -159,10 +159,17 @@ def _check_output(args, say) -> None:
         args.output = ""
 
 
+#: table column of each measure that can select epsilon (``result.selected_by``)
+_SELECTION_COLUMNS = {"parameter_distance": "param dist", "confusion_distance": "conf. dist",
+                      "forget_retain": "forget/retain", "similarity_ratio": "sim. ratio"}
+
+
 def _report(result, name: str, markdown: bool) -> str:
-    dist = "param dist" if result.selected_by == "parameter_distance" else "conf. dist"
-    header = ["model", "epsilon", f"sim. ratio ({result.metric})", dist, "certificate",
-              "acc S", "acc test", "MIA AUC"]
+    from .model_selection._evaluate import SELECTION_LABELS
+
+    header = ["model", "epsilon", f"sim. ratio ({result.metric})",
+              _SELECTION_COLUMNS[result.selected_by], "certificate", "acc S", "acc test",
+              "MIA AUC"]
 
     def row(label, eps, m):
         return [label, eps, m["similarity_ratio"], m[result.selected_by], m["certificate"],
@@ -177,14 +184,16 @@ def _report(result, name: str, markdown: bool) -> str:
     what = (f"class {result.forget_class!r}" if result.mode == "class"
             else f"{100 * result.forget_rate:g}% at random")
     est, t = result.estimator, result.timings
+    model = est.estimator[-1] if hasattr(est.estimator, "steps") else est.estimator
+    C = getattr(model, "C", None)
     title = (f"{name}: forget {what}: k={result.n_forget} of n={result.n_train} training "
-             f"samples; {type(est.estimator).__name__}(C={est.estimator.C:g}), "
+             f"samples; {type(model).__name__}{'' if C is None else f'(C={C:g})'}, "
              f"curvature={est.curvature}, inverse={result.inverse}. fit + curvature "
              f"{t['fit_curvature']:.2f} s, retrain {t['retrain']:.2f} s, SSSE step "
              f"{1e3 * t['forget']:.1f} ms")
-    best = "normalized confusion distance" if dist == "conf. dist" else "parameter distance"
     return (f"{title}\n\n{_table(header, rows, markdown)}\n\nbest epsilon: "
-            f"{result.best_epsilon:g} (lowest {best} to the retrained model)")
+            f"{result.best_epsilon:g} (selected by {result.selected_by}: the lowest "
+            f"{SELECTION_LABELS[result.selected_by]} to the retrained model)")
 
 
 def evaluate(args) -> int:
@@ -295,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
             "random share of the training samples or a whole class, evaluate every epsilon of "
             "a grid in closed form, compare with the model retrained from scratch, print a "
             "table and write a PNG of the similarity ratio and the normalized parameter "
-            "distance against epsilon.",
+            "distance against epsilon. The best epsilon is the one with the lowest parameter "
+            "distance (class removal: confusion distance); the library's evaluate_forgetting "
+            "selects a net's epsilon by forget_retain instead, the prediction distance to the "
+            "retrained net on S and on kept rows.",
             "Columns: sim. ratio = d(SSSE, retrained) / (d(SSSE, original) + d(SSSE, "
             "retrained)) with d the difference of the performance on S (0 = behaves like the "
             "retrained model, 1 = like the original); param dist = ||theta_SSSE - "

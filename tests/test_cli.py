@@ -314,6 +314,67 @@ def test_plot_evaluation_writes_png(tmp_path):
     assert "parameter distance" in right.get_ylabel()
 
 
+@pytest.fixture(scope="module")
+def net_evaluations():
+    """``evaluate_forgetting`` of the digits MLP (tests/_nets.py) on its default grids: class 3
+    (where the linear models' selection rule goes wrong on a net) and a random 5 %."""
+    pytest.importorskip("skorch")
+    import torch
+    from _nets import digits_net, digits_split
+
+    torch.set_num_threads(1)
+    X, X_test, y, y_test = digits_split()
+    out = {}
+    for label, what in {"class": {"forget_class": 3}, "rate": {"forget_rate": 0.05}}.items():
+        torch.manual_seed(0)
+        out[label] = evaluate_forgetting(UnlearnableClassifier(digits_net(), random_state=0),
+                                         X, y, X_test, y_test, **what)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["class", "rate"])
+def test_evaluate_selects_a_nets_epsilon_by_its_default_scorer(net_evaluations, mode):
+    """A net's epsilon is selected by forget_retain (the nets' default scorer), which keeps the
+    test accuracy within 2 points of the retrained net; on the class removal the linear models'
+    rule (lowest confusion distance on S) picks a step that wrecks the net."""
+    from sklearn_ssse.model_selection._evaluate import DEFAULT_EPSILONS_CLASS
+
+    res = net_evaluations[mode]
+    assert res.selected_by == "forget_retain" and res.mode == mode
+    assert res.best_index == int(np.nanargmin(res.forget_retain))
+    acc_re = res.reference["retrained"]["accuracy_test"]
+    assert res.accuracy_test[res.best_index] >= acc_re - 0.02, (res.best_epsilon, acc_re)
+    # forget_retain: 1 at epsilon = 0 (the original), 0 for the retrained net
+    assert res.forget_retain[0] == 1.0 == res.reference["original"]["forget_retain"]
+    assert res.reference["retrained"]["forget_retain"] == 0.0
+    if mode == "class":
+        np.testing.assert_array_equal(res.epsilons, DEFAULT_EPSILONS_CLASS)
+        assert res.accuracy_test[-1] < 0.5  # the largest step wrecks the net ...
+        assert res.forget_retain[-1] > 2  # ... and is ranked below epsilon = 0
+        old = int(np.nanargmin(res.confusion_distance))  # the selection before issue 12
+        assert res.epsilons[old] == 5.0 and res.accuracy_test[old] < acc_re - 0.1
+        assert res.best_epsilon < res.epsilons[old]
+
+
+def test_report_and_plot_of_a_net_name_the_selecting_scorer(net_evaluations, tmp_path):
+    from sklearn_ssse._cli import _report
+
+    res = net_evaluations["class"]
+    out = _report(res, "digits", markdown=False)
+    rows = _rows(out)
+    header = out.splitlines()[2]
+    assert "forget/retain" in header and "param dist" not in header
+    assert "NeuralNetClassifier, curvature=ggn" in out
+    assert f"best epsilon: {res.best_epsilon:g} (selected by forget_retain" in out
+    # the column shows the measure that selected (the best row has its lowest value)
+    col = header.split(" | ").index("forget/retain") - 1
+    best = float(rows["SSSE (best)"][0][col])
+    assert best == pytest.approx(np.nanmin(res.forget_retain), rel=1e-3)
+    fig = plot_forgetting_evaluation(res, tmp_path / "net.png")
+    assert "forget/retain" in fig.axes[1].get_ylabel()
+    np.testing.assert_array_equal(fig.axes[1].get_lines()[0].get_ydata(), res.forget_retain)
+
+
 def test_evaluate_command_csv(wine_csv, tmp_path, capsys):
     png = tmp_path / "curves.png"
     code = main(["evaluate", str(wine_csv), "--target", "cultivar", "--standardize",
@@ -325,6 +386,7 @@ def test_evaluate_command_csv(wine_csv, tmp_path, capsys):
     assert list(rows) == ["original", "SSSE", "SSSE (best)", "retrained"]
     assert rows["SSSE (best)"][0][0] == "1"
     assert "best epsilon: 1" in out and png.read_bytes()[:8] == PNG_MAGIC
+    assert "(selected by parameter_distance: the lowest normalized parameter distance" in out
     assert "wine.csv: target cultivar" in out
 
 

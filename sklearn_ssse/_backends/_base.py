@@ -76,6 +76,19 @@ class BaseBackend(ABC):
     def __init__(self, estimator):
         self.estimator = estimator
 
+    @classmethod
+    def evaluation_scoring(cls, mode: str) -> str:
+        """The unlearning scorer :func:`~sklearn_ssse.model_selection.evaluate_forgetting`
+        selects epsilon by, for a random share (``mode="rate"``) or a whole class
+        (``"class"``) forgotten.
+
+        Here, for convex models with one optimum (the linear models): the normalized parameter
+        distance to the retrained model, or on a class removal (whose reference has a class
+        less) the normalized confusion distance on ``S``.  A family whose parameters do not
+        measure forgetting (nets) selects by its :attr:`default_scoring` instead.
+        """
+        return "parameter_distance" if mode == "rate" else "normalized_confusion_distance"
+
     # ------------------------------------------------------------- Kronecker structure
     @property
     def kronecker_blocks(self) -> list[tuple[slice, int, int]] | None:

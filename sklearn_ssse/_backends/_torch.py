@@ -203,6 +203,14 @@ class TorchBackend(BaseBackend):
     #: mean-form damping for parameters the optimizer does not decay
     DEFAULT_DAMPING: float = 1e-4
 
+    @classmethod
+    def evaluation_scoring(cls, mode: str) -> str:
+        """:func:`~sklearn_ssse.model_selection.evaluate_forgetting` selects a net's epsilon
+        by its default scorer (``forget_retain``) for random and class removal alike: the
+        parameter distance is no measure for a net, and the confusion distance on ``S`` alone
+        rewards the step that wrecks the net."""
+        return cls.default_scoring[0]
+
     def __init__(self, estimator, *, parameters: Sequence[str] | None = None,
                  dtype: str | torch.dtype | None = None, chunk_size: int | None = None):
         super().__init__(estimator)

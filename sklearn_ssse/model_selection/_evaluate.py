@@ -28,8 +28,21 @@ DEFAULT_EPSILONS_RATE = np.linspace(0.0, 2.0, 9)
 DEFAULT_EPSILONS_CLASS = np.array([0.0, 0.5, 1, 2, 5, 10, 20, 50, 100])
 
 #: measures per epsilon, in the order of the result's arrays
-MEASURES = ("similarity_ratio", "parameter_distance", "confusion_distance", "certificate",
-            "log_loss_forget", "accuracy_forget", "accuracy_test", "mia_auc")
+MEASURES = ("similarity_ratio", "parameter_distance", "confusion_distance", "forget_retain",
+            "certificate", "log_loss_forget", "accuracy_forget", "accuracy_test", "mia_auc")
+
+#: the unlearning scorer (a backend's ``evaluation_scoring``) -> the measure of the result
+_SELECTION_MEASURES = {"parameter_distance": "parameter_distance",
+                       "normalized_confusion_distance": "confusion_distance",
+                       "forget_retain": "forget_retain", "similarity_ratio": "similarity_ratio"}
+
+#: what each measure that can select epsilon is (figure axes, the command line's report)
+SELECTION_LABELS = {
+    "parameter_distance": "normalized parameter distance",
+    "confusion_distance": "normalized confusion distance on S",
+    "forget_retain": "forget/retain prediction distance (S and kept rows)",
+    "similarity_ratio": "similarity ratio on S",
+}
 
 
 def _mia(model, X_S, y_S, X_H, y_H) -> float:
@@ -155,6 +168,20 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="evaluate", unit="step", leave=False, file=sys.stderr)
 
 
+def _selection(estimator, mode: str) -> str:
+    """The measure that selects epsilon: the model family's choice (its backend's
+    ``evaluation_scoring``), read from the unfitted estimator."""
+    from .._backends import select_backend
+    from .._unlearnable import _final
+
+    clf = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    kind = select_backend(_final(clf.estimator)).evaluation_scoring(mode)
+    if kind not in _SELECTION_MEASURES:
+        raise ValueError(f"the model family selects epsilon by {kind!r}, which "
+                         f"evaluate_forgetting does not compute ({sorted(_SELECTION_MEASURES)})")
+    return _SELECTION_MEASURES[kind]
+
+
 def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
                         forget_rate: float | None = 0.05, forget_class=None, epsilons=None,
                         metric: str = "auto", test_size: float = 0.25, random_state: int = 0,
@@ -169,6 +196,17 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
     accuracies on ``S`` and on the test set and a membership-inference AUC are reported, for
     every epsilon and for the original and the retrained model. ``sklearn-ssse evaluate`` prints
     this result as a table.
+
+    The best epsilon is selected by the measure the model family names (its backend's
+    ``evaluation_scoring``). Linear models: the normalized parameter distance to the retrained
+    model (one optimum, so the distance measures forgetting), or on a class removal the
+    normalized confusion distance on ``S``. Nets (skorch): ``forget_retain``, their default
+    scorer of :func:`epsilon_sweep`, which compares the predictions with the retrained net's on
+    ``S`` *and* on rows that stay. A net's parameter distance measures nothing (two retrains
+    with different seeds are as far apart as the original), and the confusion distance on
+    ``S`` alone rewards a step that wrecks the net (on the digits MLP, forgetting class 3: it
+    picks epsilon = 5, test accuracy 0.73 against the retrained net's 0.87; ``forget_retain``
+    picks 2, 0.88).
 
     Parameters
     ----------
@@ -208,16 +246,19 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
         = behaves like the retrained model, 1 = like the original), ``parameter_distance``
         (normalized; on a class removal only the classes the reference still knows are
         compared), ``confusion_distance`` (normalized confusion distance on ``S``),
-        ``certificate`` (the relative certificate of
-        :meth:`~sklearn_ssse.UnlearnableClassifier.certify`: computed without the retrained
-        model, to compare with ``parameter_distance``; linear models), ``log_loss_forget``
-        (mean log-loss on ``S``), ``accuracy_forget``, ``accuracy_test`` and ``mia_auc``
-        (loss-attack membership-inference AUC of ``S`` against the test set, or the test
-        samples of the class); NaN where undefined. ``reference``: the same measures for
-        ``"original"`` and ``"retrained"`` (dict of dicts). ``best_epsilon``, ``best_index``
-        and ``selected_by`` (the lowest ``parameter_distance``, or ``confusion_distance``
-        for a class removal); ``mode`` (``"rate"`` or ``"class"``), ``metric``,
-        ``forget_rate``, ``forget_class``, ``n_train``, ``n_forget``, ``n_test``,
+        ``forget_retain`` (the mean of the prediction distances to the retrained model on ``S``
+        and on up to 1000 remaining training rows, each ``KL(re || hat) / KL(re || orig)``; 0 =
+        predicts like the retrained model, 1 = like the original), ``certificate`` (the
+        relative certificate of :meth:`~sklearn_ssse.UnlearnableClassifier.certify`: computed
+        without the retrained model, to compare with ``parameter_distance``; linear models),
+        ``log_loss_forget`` (mean log-loss on ``S``), ``accuracy_forget``, ``accuracy_test``
+        and ``mia_auc`` (loss-attack membership-inference AUC of ``S`` against the test set, or
+        the test samples of the class); NaN where undefined. ``reference``: the same measures
+        for ``"original"`` and ``"retrained"`` (dict of dicts). ``best_epsilon``,
+        ``best_index`` and ``selected_by``: the name of the measure whose lowest value selected
+        it (``"parameter_distance"``, ``"confusion_distance"`` or ``"forget_retain"``, see
+        above); ``mode`` (``"rate"`` or ``"class"``), ``metric``, ``forget_rate``,
+        ``forget_class``, ``n_train``, ``n_forget``, ``n_test``,
         ``timings`` (seconds: ``fit_curvature``, ``retrain``, ``forget``), ``estimator``
         (the fitted :class:`~sklearn_ssse.UnlearnableClassifier`), ``retrained`` (the
         reference model), ``inverse`` (the estimator's ``inverse_``) and ``cv_results`` of
@@ -228,6 +269,8 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
     ValueError
         If ``forget_rate`` is not in (0, 1), ``forget_class`` is not a class of ``y``, or the
         data without ``S`` holds a single class.
+    TypeError
+        If the wrapped model belongs to no supported family.
 
     See Also
     --------
@@ -246,6 +289,8 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
     >>> res = evaluate_forgetting(est, X, y, forget_rate=0.05, epsilons=[0, 0.5, 1, 1.5])
     >>> res.n_train, res.n_forget, res.best_epsilon   # GGN curvature: epsilon = 1 is Newton's
     (426, 22, 1.0)
+    >>> res.selected_by   # a linear model: the distance to the retrained parameters
+    'parameter_distance'
     >>> float(res.parameter_distance[0])   # epsilon = 0 is the original model
     1.0
     """
@@ -279,7 +324,7 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
     estimator = clone(estimator)
     last = f"{estimator.steps[-1][0]}__" if isinstance(estimator, Pipeline) else ""
     estimator.set_params(**{f"{last}keep_training_data": True})
-    distance = "parameter_distance" if mode == "rate" else "confusion_distance"
+    selected_by = _selection(estimator, mode)
 
     with _progress_bar(3 + len(epsilons), progress) as bar:
         measures = _ModelMeasures(X_test, y_test, heldout, bar)
@@ -294,18 +339,19 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
             "parameter_distance": _OrNaN(make_unlearning_scorer("parameter_distance")),
             "confusion_distance": _OrNaN(make_unlearning_scorer(
                 "normalized_confusion_distance")),
+            "forget_retain": _OrNaN(make_unlearning_scorer("forget_retain")),
             # no retraining: the residual gradient on the remaining rows (linear models)
             "certificate": _OrNaN(make_unlearning_scorer("certificate")),
         }
         curvature = estimator.get_params().get(f"{last}curvature", "")
         bar.set_description(f"fit + {curvature} curvature ({len(X)} samples)")
         sweep = epsilon_sweep(estimator, X, y, epsilons=epsilons, scoring=scoring, cv=cv,
-                              refit=distance)
+                              refit=selected_by)
     ctx = measures.ctx
     cv_results = sweep.cv_results
     # the scorers are "higher is better": distances and ratios are negated
     sign = {"similarity_ratio": -1, "parameter_distance": -1, "confusion_distance": -1,
-            "certificate": -1}
+            "forget_retain": -1, "certificate": -1}
     per_eps = {k: sign.get(k, 1) * np.asarray(cv_results[f"split0_test_{k}"], dtype=float) + 0.0
                for k in MEASURES}
     orig, re = ctx.original, ctx.retrained
@@ -319,11 +365,13 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
 
     reference = {
         "original": {"similarity_ratio": 1.0, "parameter_distance": 1.0,
-                     "confusion_distance": 1.0, "certificate": 1.0, **measures.measure(orig)},
+                     "confusion_distance": 1.0, "forget_retain": 1.0, "certificate": 1.0,
+                     **measures.measure(orig)},
         "retrained": {
             "similarity_ratio": defined(lambda: similarity_ratio(y_S, re, orig, re, X=X_S,
                                                                  metric=metric)),
             "parameter_distance": 0.0,
+            "forget_retain": 0.0,
             "certificate": 0.0,
             "confusion_distance": defined(lambda: normalized_confusion_distance(
                 y_S, re, orig, re, X=X_S)),
@@ -332,7 +380,7 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
     timings = {"fit_curvature": float(cv_results["mean_fit_time"][0]), **measures.timings}
     return Bunch(epsilons=epsilons, **per_eps, reference=reference,
                  best_index=sweep.best_index, best_epsilon=sweep.best_epsilon,
-                 selected_by=distance, mode=mode, metric=metric, forget_rate=forget_rate,
+                 selected_by=selected_by, mode=mode, metric=metric, forget_rate=forget_rate,
                  forget_class=forget_class, n_train=len(X), n_forget=len(y_S),
                  n_test=len(y_test), timings=timings, estimator=ctx.clf, retrained=re,
                  inverse=getattr(ctx.clf, "inverse_", None), cv_results=cv_results)
@@ -342,9 +390,11 @@ def plot_forgetting_evaluation(result, path=None, *, title: str | None = None):
     """Plot an :func:`evaluate_forgetting` result: similarity ratio and distance against epsilon.
 
     Needs matplotlib (``pip install 'sklearn-ssse[plot]'``). Left panel: the similarity ratio
-    on ``S`` (0 = like the retrained model, 1 = like the original). Right panel: the normalized
+    on ``S`` (0 = like the retrained model, 1 = like the original). Right panel: the measure
+    that selected the best epsilon (``result.selected_by``): for linear models the normalized
     parameter distance to the retrained model (random removal) or the normalized confusion
-    distance on ``S`` (class removal). The best epsilon is marked.
+    distance on ``S`` (class removal), for nets the forget/retain prediction distance. The
+    best epsilon is marked.
 
     Parameters
     ----------
@@ -374,8 +424,7 @@ def plot_forgetting_evaluation(result, path=None, *, title: str | None = None):
     eps = np.asarray(result.epsilons)
     class_mode = result.mode == "class"
     dist = result[result.selected_by]
-    dist_label = ("normalized confusion distance on S" if result.selected_by ==
-                  "confusion_distance" else "normalized parameter distance")
+    dist_label = SELECTION_LABELS[result.selected_by]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     pos = eps[eps > 0]
     log_x = pos.size > 1 and pos.max() / pos.min() > 50
