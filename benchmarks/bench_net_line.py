@@ -241,7 +241,12 @@ def main(argv=None):
     p.add_argument("--grid", type=float, nargs="+",
                    default=[0, 0.01, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (under a minute): 2,000 images, 5 epsilons")
     args = p.parse_args(argv)
+    if args.quick:
+        args.n_train, args.n_test, args.block_m = 2000, 1000, 64
+        args.grid = [0, 0.03, 0.1, 0.3, 1.0]
     torch.set_num_threads(1)
     try:
         X, y, X_test, y_test = _load(args)
