@@ -441,8 +441,12 @@ def main(argv=None) -> dict | None:
     p.add_argument("--block-m", type=int, default=512)
     p.add_argument("--dense-m", type=int, default=2048,
                    help="samples behind the last layer's dense curvature")
+    # 6 values per decade: on class removal the score peaks sharply and the grid
+    # [0, 0.01, 0.03, 0.1, 0.3, 1, ...] straddled the peak (bench_net_tuning.py)
     p.add_argument("--epsilons", type=float, nargs="+",
-                   default=[0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+                   default=[0.0, *np.logspace(-2, 2, 25).round(6).tolist()],
+                   help="grid epsilon is tuned on (default: 0 and 6 values per decade from "
+                   "0.01 to 100)")
     p.add_argument("--val-deletions", type=int, default=3,
                    help="validation deletions epsilon is tuned on (mean score), each with its "
                    "own retrained reference")

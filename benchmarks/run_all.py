@@ -61,7 +61,8 @@ ARGS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 #: jobs that read Fashion-MNIST (skipped, with a message, when its IDX files are absent)
-NEEDS_FMNIST = {"fmnist_linear", "torch_fmnist", "cli_fmnist", "nets", "kfac"}
+NEEDS_FMNIST = {"fmnist_linear", "torch_fmnist", "cli_fmnist", "nets", "kfac", "net_line",
+                "net_tuning"}
 FMNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
