@@ -19,6 +19,13 @@ Run (one BLAS / torch thread, so that timings mean something on a shared machine
     python benchmarks/bench_kfac.py --quick                        # 2,000 images, no woodbury
     python benchmarks/bench_kfac.py --device cuda --threads 4
 
+``--setup-ratio`` (issue 12's target "curvature setup <= one training epoch"): for each net,
+``--repeats`` rounds of, back to back in this process, one training epoch (``partial_fit`` on a
+copy of the fitted net) and ``from_fitted(..., inverse=k)`` for ``k`` in ``kfac``, ``ekfac``; it
+prints the minimum and median of each time and of the per-round ratio setup / epoch::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_kfac.py --setup-ratio --repeats 5
+
 Data: the IDX ``.gz`` files of the Debian package ``dataset-fashion-mnist``
 (``--data-dir``, or ``SKLEARN_SSSE_FASHION_MNIST``); without them it prints a skip note and exits 0.
 """
@@ -74,6 +81,41 @@ def _mb(b):
     return f"{b / 1024 ** 2:.1f} MB"
 
 
+def _net(name, args):
+    torch.manual_seed(0)
+    return NeuralNetClassifier(MLP if name == "mlp" else CNN, criterion=nn.CrossEntropyLoss,
+                               optimizer=torch.optim.Adam, lr=1e-3, optimizer__weight_decay=1e-4,
+                               max_epochs=args.epochs, batch_size=128, train_split=None,
+                               device=args.device, iterator_train__shuffle=True, verbose=0)
+
+
+def _setup_ratio(args, X, y) -> int:
+    """Setup (``from_fitted``) against one training epoch, measured back to back."""
+    print("| net | inverse | epoch min / median | setup min / median | setup / epoch min / "
+          "median | <= 1 epoch |")
+    print("|---|---|---|---|---|---|")
+    kinds = ("kfac", "ekfac")
+    for name in args.nets:
+        net = _net(name, args).fit(X, y)
+        epochs, setups = [], {k: [] for k in kinds}
+        for _ in range(args.repeats):
+            _, e = _timed(copy.deepcopy(net).partial_fit, X, y, epochs=1)
+            epochs.append(e)
+            for k in kinds:
+                _, t = _timed(UnlearnableClassifier.from_fitted, net, X, y, inverse=k,
+                              curvature=args.curvature, random_state=0)
+                setups[k].append(t)
+        epochs = np.array(epochs)
+        for k in kinds:
+            t = np.array(setups[k])
+            r = t / epochs
+            print(f"| {name} | {k} | {epochs.min():.3f} / {np.median(epochs):.3f} s | "
+                  f"{t.min():.3f} / {np.median(t):.3f} s | {r.min():.2f} / {np.median(r):.2f} | "
+                  f"{'yes' if np.median(r) <= 1 else 'no'} |")
+            sys.stdout.flush()
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=None)
@@ -87,6 +129,9 @@ def main(argv=None) -> int:
     parser.add_argument("--nets", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     parser.add_argument("--no-woodbury", action="store_true")
     parser.add_argument("--quick", action="store_true", help="2,000 images, 1 epoch, no woodbury")
+    parser.add_argument("--setup-ratio", action="store_true",
+                        help="only the setup / one-epoch ratios of kfac and ekfac")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of --setup-ratio")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_train, args.epochs, args.no_woodbury = 2000, 1, True
@@ -105,6 +150,8 @@ def main(argv=None) -> int:
     print(f"Fashion-MNIST, {len(X)} training images, {args.epochs} epochs, device "
           f"{args.device}, {args.threads} thread(s), curvature={args.curvature} "
           f"(K-FAC GGN: {args.kfac_ggn}); load average {os.getloadavg()[0]:.2f}\n")
+    if args.setup_ratio:
+        return _setup_ratio(args, X, y)
     print("| net | params | epoch | inverse | build | from_fitted | operator | forget k=1 "
           "| forget 1% | forget class 0 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -112,13 +159,7 @@ def main(argv=None) -> int:
                    "1%": rng.choice(len(X), len(X) // 100, replace=False),
                    "class": np.flatnonzero(y == 0)}
     for name in args.nets:
-        torch.manual_seed(0)
-        net = NeuralNetClassifier(MLP if name == "mlp" else CNN, criterion=nn.CrossEntropyLoss,
-                                  optimizer=torch.optim.Adam, lr=1e-3,
-                                  optimizer__weight_decay=1e-4, max_epochs=args.epochs,
-                                  batch_size=128, train_split=None, device=args.device,
-                                  iterator_train__shuffle=True, verbose=0)
-        net, fit_s = _timed(net.fit, X, y)
+        net, fit_s = _timed(_net(name, args).fit, X, y)
         # one steady-state epoch (skorch's first call also initialises): time an extra epoch
         # on a copy, so the net the curvature is built for stays the fitted one
         _, epoch = _timed(copy.deepcopy(net).partial_fit, X, y, epochs=1)

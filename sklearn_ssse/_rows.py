@@ -163,14 +163,10 @@ def row_digests(X, y=None, salt: bytes = b"") -> np.ndarray:
     out = bytearray(n * DIGEST_SIZE)
     # a row is (width, number of nonzeros, their positions as int64, their values as float64
     # words): unambiguous, and the same for a dense row and a sparse one
+    header = X.shape[1].to_bytes(8, "little")
     for start in range(0, n, _CHUNK):
-        block = X[start:start + _CHUNK]
-        Xc = canonical_sparse(block)
-        header = Xc.shape[1].to_bytes(8, "little")
-        idx = Xc.indices.astype("<i8")
-        words = Xc.data.astype("<f8")
-        ptr = Xc.indptr
-        for r in range(Xc.shape[0]):
+        idx, words, ptr = _nonzeros(X[start:start + _CHUNK])
+        for r in range(len(ptr) - 1):
             i, a, b = start + r, ptr[r], ptr[r + 1]
             h = hashlib.blake2b(header, digest_size=DIGEST_SIZE, key=salt)
             h.update(int(b - a).to_bytes(8, "little"))
@@ -179,6 +175,21 @@ def row_digests(X, y=None, salt: bytes = b"") -> np.ndarray:
             h.update(labels[i])
             out[i * DIGEST_SIZE:(i + 1) * DIGEST_SIZE] = h.digest()
     return np.frombuffer(bytes(out), dtype=f"S{DIGEST_SIZE}").copy()
+
+
+def _nonzeros(block):
+    """``(positions as <i8, values as <f8, row pointers)`` of the nonzero entries of rows in
+    canonical form, in row-major order: a canonical dense block (:func:`canonical_rows`)
+    directly, without building a sparse matrix (the same entries as
+    :func:`canonical_sparse`: its zeros dropped, NaNs kept), a sparse one through
+    :func:`canonical_sparse`."""
+    if sp.issparse(block):
+        Xc = canonical_sparse(block)
+        return Xc.indices.astype("<i8"), Xc.data.astype("<f8"), Xc.indptr
+    nz = block != 0  # (NaN != 0: kept, as in a sparse matrix)
+    ptr = np.zeros(block.shape[0] + 1, dtype=np.int64)
+    np.cumsum(nz.sum(1), out=ptr[1:])
+    return np.nonzero(nz)[1].astype("<i8"), block[nz].astype("<f8"), ptr
 
 
 def multiset(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,8 +18,9 @@ from skorch import NeuralNetClassifier  # noqa: E402
 from sklearn_ssse import UnlearnableClassifier  # noqa: E402
 from sklearn_ssse._backends._linear import LinearBackend  # noqa: E402
 from sklearn_ssse._backends._torch import TorchBackend  # noqa: E402
+from sklearn_ssse._curvature import _kronecker_net  # noqa: E402
 from sklearn_ssse._curvature._kfac import KFAC, EKFACNet  # noqa: E402
-from sklearn_ssse._curvature._kronecker_net import KroneckerNet  # noqa: E402
+from sklearn_ssse._curvature._kronecker_net import KroneckerNet, kronecker_memory  # noqa: E402
 from sklearn_ssse._streaming import row_uniforms  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -317,6 +318,115 @@ def test_ekfac_eigenvalues_are_the_exact_diagonal_in_the_basis(request, data, ca
     # the solve is M^{-1} of the assembled matrix
     v = torch.randn(b.n_params, dtype=torch.float64)
     assert rel(op.matrix() @ op.solve_sum(v), v) < 1e-9
+
+
+# --------------------------------------------------------------------------- EK-FAC's kept terms
+def count_passes(monkeypatch):
+    """Calls of the data pass of the Kronecker build (one per pass over the chunks)."""
+    calls = []
+    real = _kronecker_net._passes
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_kronecker_net, "_passes", spy)
+    return calls
+
+
+def assert_same_ekfac(a, b, tol=1e-10):
+    for o, t in zip(a.ops, b.ops):
+        assert torch.equal(o.QG, t.QG) and torch.equal(o.QA, t.QA)
+        assert rel(o.s_data, t.s_data) < tol and torch.equal(o.s_damp, t.s_damp)
+    assert a.n == b.n and rel(a.matrix(), b.matrix()) < tol
+
+
+@pytest.mark.parametrize("curvature, mode", [("empirical_fisher", "exact"), ("ggn", "exact"),
+                                             ("ggn", "sampled")])
+@pytest.mark.parametrize("case", ["mlp", "cnn", "cnn_conv_weight"])
+def test_ekfac_kept_terms_equal_a_second_pass(request, data, monkeypatch, case, curvature, mode):
+    """The eigenvalues from the terms kept during the factor pass (one pass over the data)
+    equal those of a second pass over the data (no budget left for them), in float64."""
+    parameters, which = NETS[case]
+    X, y = data
+    b = TorchBackend(request.getfixturevalue(which), dtype="float64", parameters=parameters)
+    calls = count_passes(monkeypatch)
+    kept = build(EKFACNet, b, X, y, curvature, kfac_ggn=mode)
+    assert len(calls) == 1
+    monkeypatch.setattr(_kronecker_net, "_CACHE_SHARE", 0.0)
+    two = build(EKFACNet, b, X, y, curvature, kfac_ggn=mode)
+    assert len(calls) == 3
+    assert kept["label_salt"] == two["label_salt"]
+    assert_same_ekfac(kept["curvature"], two["curvature"])
+    # and both are the exact diagonal in the basis (exact rows: the brute-force data term)
+    if mode == "exact":
+        B = data_term(b, X, y, curvature)
+        op = kept["curvature"]
+        for i, o in enumerate(op.ops):
+            idx = op.flat_index(i)
+            Q = torch.kron(o.QG, o.QA)
+            assert rel(o.s_data.reshape(-1), torch.diag(Q.T @ B[idx][:, idx] @ Q)) < 1e-10
+
+
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_ekfac_kept_terms_fall_back_over_the_memory_budget(request, data, monkeypatch, which):
+    """A memory budget that holds the terms of a few chunks only: they are dropped (when
+    reached, or after the first chunk when the number of samples is known) and a second pass
+    computes the same operator; the kept bytes never exceed the budget's share."""
+    X, y = data
+    b = TorchBackend(request.getfixturevalue(which), dtype="float64")
+    calls = count_passes(monkeypatch)
+    full = build(EKFACNet, b, X, y, "ggn", kfac_ggn="sampled")["curvature"]
+    assert len(calls) == 1
+    cfg = config("ggn", kfac_ggn="sampled")
+    est = kronecker_memory("ekfac", True, b, cfg)
+    peaks = []
+    real_add = _kronecker_net._EigenCache._add
+
+    def add(self, t):
+        real_add(self, t)
+        if self.entries is not None:
+            peaks.append((self.nbytes, self.budget))
+
+    monkeypatch.setattr(_kronecker_net._EigenCache, "_add", add)
+    # the kept terms of one 64-row chunk, measured on a build that keeps everything
+    cache = _kronecker_net._EigenCache(1 << 40)
+    layers = _kronecker_net._collect(b)
+    for _, inputs, rows in _kronecker_net._passes(b, layers, [(X[:64], y[:64])], "ggn",
+                                                  "sampled", b"k" * 16, 64, torch.float64):
+        for _ in cache.record(layers, inputs, rows):
+            pass
+    per_chunk = cache.nbytes
+    assert len(cache.entries) == 1
+    for n_known in (None, len(X)):
+        peaks.clear()
+        budget = est + int(2.5 * per_chunk / _kronecker_net._CACHE_SHARE)
+        state = EKFACNet.build(b, [(X, y)], {**cfg, "memory_budget": budget},
+                               lambda n: b.default_damping(n), np.random.RandomState(0),
+                               n_known=n_known)
+        assert_same_ekfac(state["curvature"], full)
+        assert peaks and all(nb <= bud for nb, bud in peaks)
+        # without n: kept up to the budget (over two chunks); with it: dropped after the first
+        peak = max(nb for nb, _ in peaks)
+        assert peak >= 2 * per_chunk if n_known is None else peak == per_chunk
+    assert len(calls) == 1 + 1 + 2 * 2
+
+
+def test_estimator_ekfac_budget_fallback_equals_kept_terms(data, monkeypatch):
+    """Through ``from_fitted``: a ``memory_budget`` that fits the build but not the kept
+    terms gives the same curvature as the default budget, from a second pass."""
+    X, y = data
+    net = fit_net(MLP, X, y, epochs=2)
+    opts = dict(inverse="ekfac", curvature="ggn", dtype="float64", random_state=0,
+                chunk_size=64)
+    calls = count_passes(monkeypatch)
+    big = UnlearnableClassifier.from_fitted(net, X, y, **opts)
+    assert len(calls) == 1
+    b = TorchBackend(net, dtype="float64")
+    est = kronecker_memory("ekfac", True, b, {**config("ggn"), "chunk_size": 64})
+    small = UnlearnableClassifier.from_fitted(net, X, y, memory_budget=est + 1000, **opts)
+    assert len(calls) == 3
+    assert_same_ekfac(small.curvature_, big.curvature_)
 
 
 # --------------------------------------------------------------------------- subsets

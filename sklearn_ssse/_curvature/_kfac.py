@@ -47,7 +47,7 @@ class KFAC(InverseKind):
         from ._kronecker_net import build_kronecker
 
         return build_kronecker(cls.name, cls.refit_eigenvalues, backend, chunks, config,
-                               damping, rng)
+                               damping, rng, n_known=n_known)
 
     @classmethod
     def downdate(cls, op, state, backend, X, y, config):

@@ -61,7 +61,10 @@ Both kinds hold, per layer, the eigenbasis ``Q = Q_G (x) Q_A`` of the factors an
 
 * K-FAC: ``s = eig(G) (x) eig(A) / n + diag(Q^T diag(Lambda) Q)``;
 * EK-FAC: ``s = diag(Q^T B Q) + diag(Q^T diag(Lambda) Q)`` with ``B`` the exact data term of
-  the layer, re-fitted in a second pass over the data (George et al. 2018).
+  the layer, re-fitted once the basis is known (George et al. 2018): from the per-sample terms
+  kept during the factor pass when they fit a share of ``memory_budget`` (Linear layers: the
+  inputs and output gradients, whose rotated squares sum over the samples in one product;
+  Conv2d layers: the per-sample ``K x p`` gradients), else in a second pass over the data.
 
 ``Lambda = n * lambda`` is the mean-form damping (weight decay) in sum form.  Its eigen terms are
 exact whenever ``lambda`` is uniform over the layer's selected parameters (then K-FAC is
@@ -110,6 +113,9 @@ GGN_MODE_DEFAULT = "sampled"
 _NEG_TOL = 1000.0
 #: numbers per sub-batch of per-sample gradient matrices (EK-FAC eigenvalues of conv layers)
 _SUBBATCH_NUMBERS = 1 << 22
+#: share of what ``memory_budget`` leaves after the build's estimate that EK-FAC may spend on
+#: keeping its eigenvalue terms between its passes (the rest: the net's own activations)
+_CACHE_SHARE = 0.5
 
 
 # ------------------------------------------------------------------------------- layer layout
@@ -332,13 +338,17 @@ def _capture(store, path, mod, inp, out):
     store[path] = (inp[0].detach(), out)
 
 
-def _passes(backend, layers, chunks, curvature, mode, salt, chunk_size, dtype):
+def _passes(backend, layers, chunks, curvature, mode, salt, chunk_size, dtype, labels=None):
     """For each chunk: ``(n_chunk, inputs, rows)`` with ``inputs[l]`` of shape ``(N, T, n_in)``
-    and ``rows`` a generator of per-row-kind lists ``grads[l]`` of shape ``(N, T, K)``."""
+    and ``rows`` a generator of per-row-kind lists ``grads[l]`` of shape ``(N, T, K)``.
+
+    ``labels`` (a list, sampled GGN only): the labels drawn for each chunk are appended to it
+    on a first pass, and read from it (instead of hashing the rows again) on a later pass over
+    the same chunks."""
     with backend._eval_mode() as module:
         params, const = backend._state(module)
         params = {k: v.requires_grad_(True) for k, v in params.items()}
-        for Xc, yc in rebuffer(chunks, chunk_size):
+        for j, (Xc, yc) in enumerate(rebuffer(chunks, chunk_size)):
             X, y = backend._inputs(Xc, yc)
             captured: dict[str, tuple] = {}
             handles = [layer.module.register_forward_hook(
@@ -364,20 +374,27 @@ def _passes(backend, layers, chunks, curvature, mode, salt, chunk_size, dtype):
             inputs = [_layer_inputs(layer, captured[layer.path][0]).to(dtype) for layer in layers]
             outs = [captured[layer.path][1] for layer in layers]
             Ts = [a.shape[1] for a in inputs]
+            known = labels[j] if labels is not None and j < len(labels) else None
             yield N, inputs, _rows(lp, outs, layers, Ts, curvature, mode, salt, (Xc, yc), y,
-                                   dtype)
+                                   dtype, known, labels)
 
 
-def _rows(lp, outs, layers, Ts, curvature, mode, salt, raw, y, dtype):
-    """Per row kind (one, or one per class for the exact GGN), the layers' output gradients."""
+def _rows(lp, outs, layers, Ts, curvature, mode, salt, raw, y, dtype, known=None, drawn=None):
+    """Per row kind (one, or one per class for the exact GGN), the layers' output gradients.
+    Sampled GGN: ``known`` are this chunk's labels from an earlier pass (else they are drawn,
+    and appended to the list ``drawn`` when given)."""
     N = lp.shape[0]
     if curvature == "empirical_fisher" or mode == "sampled":
         labels = y
-        if curvature == "ggn":  # labels drawn from p(.|x), keyed by the rows (reproducible)
+        if curvature == "ggn" and known is not None:
+            labels = known
+        elif curvature == "ggn":  # labels drawn from p(.|x), keyed by the rows (reproducible)
             Xn, yn = (t.cpu().numpy() if torch.is_tensor(t) else np.asarray(t) for t in raw)
             u = torch.as_tensor(row_uniforms(Xn, yn, salt), dtype=torch.float64,
                                 device=lp.device)
             labels = _torch_labels(torch.exp(lp.detach()).to(torch.float64), u)
+            if drawn is not None:
+                drawn.append(labels)
         weights = [(labels, None)]
     else:  # exact GGN: C rows sqrt(p_c) grad(-log p_c), one backward pass each (a vmapped
         # backward, is_grads_batched, measured 4x slower on a CNN on the CPU)
@@ -434,41 +451,133 @@ def _eigen_terms(bases, inputs, grads_rows):
     then: the coefficients of the ones).
 
     One position per sample (Linear): the inputs are rotated once per chunk and the squared
-    output rotations summed over the rows first, one product per layer.  Several positions
-    (Conv2d): each sample's ``K x p`` gradient ``sum_t g_t a_t^T`` is formed from the
-    contiguous ``(N, K, T)`` / ``(N, p, T)`` layouts and then rotated (cheaper than rotating
-    the ``T`` positions), in sub-batches of bounded memory."""
-    aas, outs, sq = [], [], []
+    output rotations summed over the rows first, one product per layer
+    (:func:`_linear_terms`).  Several positions (Conv2d): each sample's ``K x p`` gradient
+    ``sum_t g_t a_t^T`` is formed from the contiguous ``(N, K, T)`` / ``(N, p, T)`` layouts
+    (:func:`_sample_grads`) and then rotated (cheaper than rotating the ``T`` positions;
+    :func:`_rotated_squares`), in sub-batches of bounded memory."""
+    outs, sq = [], []
     for (QG, QA), a in zip(bases, inputs):
-        aa = None
-        if a.shape[1] == 1:
-            n_in = a.shape[2]
-            aa = a[:, 0] @ QA[:n_in]
-            if QA.shape[0] > n_in:  # bias column of ones
-                aa = aa + QA[n_in]
-        aas.append(aa)
         outs.append(torch.zeros((QG.shape[0], QA.shape[0]), dtype=a.dtype, device=a.device))
         sq.append(None)
     for grads in grads_rows:
         for i, ((QG, QA), a, g) in enumerate(zip(bases, inputs, grads)):
-            if aas[i] is not None:
+            if a.shape[1] == 1:
                 ga2 = (g[:, 0] @ QG) ** 2
                 sq[i] = ga2 if sq[i] is None else sq[i].add_(ga2)
                 continue
-            N, _, K = g.shape
-            n_in, p = a.shape[2], QA.shape[0]
-            gt, at = g.transpose(1, 2), a.transpose(1, 2)  # (N, K, T), (N, n_in, T)
-            step = max(1, _SUBBATCH_NUMBERS // max(1, K * p))
-            for s in range(0, N, step):
-                P = torch.bmm(gt[s:s + step], at[s:s + step].transpose(1, 2))  # (b, K, n_in)
-                if p > n_in:  # bias column: sum_t g_t
-                    P = torch.cat([P, gt[s:s + step].sum(2, keepdim=True)], dim=2)
-                R = torch.matmul(torch.matmul(QG.T, P), QA)
-                outs[i] += (R * R).sum(0)
-    for i, aa in enumerate(aas):
+            step = _subbatch(QG.shape[0], QA.shape[0])
+            for s in range(0, g.shape[0], step):
+                P = _sample_grads(g[s:s + step], a[s:s + step], QA.shape[0])
+                outs[i] += _rotated_squares(QG, QA, P)
+    for i, ((_, QA), a) in enumerate(zip(bases, inputs)):
         if sq[i] is not None:
-            outs[i] += sq[i].T @ (aa * aa)
+            outs[i] += _linear_terms(QA, a[:, 0], sq[i])
     return outs
+
+
+def _subbatch(K: int, p: int) -> int:
+    """Samples per sub-batch of ``K x p`` per-sample gradient matrices."""
+    return max(1, _SUBBATCH_NUMBERS // max(1, K * p))
+
+
+def _sample_grads(g, a, p):
+    """Per-sample gradients ``sum_t g_t a_t^T`` of shape ``(N, K, p)`` from output gradients
+    ``g`` ``(N, T, K)`` and inputs ``a`` ``(N, T, n_in)`` (the views of the contiguous
+    ``(N, K, T)`` / ``(N, n_in, T)`` layouts); with ``p > n_in`` the bias column
+    ``sum_t g_t`` comes last."""
+    gt = g.transpose(1, 2)  # (N, K, T)
+    P = torch.bmm(gt, a)  # (N, K, n_in)
+    if p > a.shape[2]:
+        P = torch.cat([P, gt.sum(2, keepdim=True)], dim=2)
+    return P
+
+
+def _rotated_squares(QG, QA, P):
+    """``sum_i (QG^T P_i QA)**2`` of per-sample gradients ``P`` ``(N, K, p)``, in sub-batches
+    of bounded memory."""
+    out = torch.zeros((QG.shape[0], QA.shape[0]), dtype=P.dtype, device=P.device)
+    step = _subbatch(QG.shape[0], QA.shape[0])
+    for s in range(0, P.shape[0], step):
+        R = torch.matmul(torch.matmul(QG.T, P[s:s + step]), QA)
+        out += (R * R).sum(0)
+    return out
+
+
+def _linear_terms(QA, a, sq):
+    """``sq^T (a QA)**2``: the eigenvalue terms of one-position samples with inputs ``a``
+    ``(N, n_in)`` (the bias column of ones implicit when ``QA`` has ``n_in + 1`` rows) and
+    squared rotated output gradients ``sq`` ``(N, K)`` summed over the row kinds."""
+    n_in = a.shape[1]
+    aa = a @ QA[:n_in]
+    if QA.shape[0] > n_in:  # bias column of ones
+        aa = aa + QA[n_in]
+    return sq.T @ (aa * aa)
+
+
+class _EigenCache:
+    """What EK-FAC's eigenvalue pass reads from each chunk, kept from the factor pass when it
+    fits ``budget`` bytes, so that the second pass over the data (forward, backward, unfolding
+    and, for the sampled GGN, hashing the rows again) becomes matrix products.
+
+    Per chunk and layer: for one position per sample (Linear) the inputs ``a`` ``(N, n_in)``
+    and each row kind's output gradients ``(N, K)`` (the per-sample gradient is their outer
+    product: its rotated square is ``(QG^T g)**2 (x) (QA^T a)**2``, summed over the samples
+    by one product, :func:`_linear_terms`); for several positions (Conv2d) each row kind's
+    per-sample gradients ``(N, K, p)`` (:func:`_sample_grads`, the product the second pass
+    would form).  When the kept terms would exceed ``budget`` (known after the first chunk
+    when ``n`` is given, else when reached) everything is dropped (``entries = None``) and
+    the caller makes the second pass over the data."""
+
+    def __init__(self, budget: int, n: int | None = None):
+        self.budget, self.n = int(budget), n
+        self.nbytes, self.samples, self.entries = 0, 0, []
+
+    def _add(self, t):
+        self.nbytes += t.numel() * t.element_size()
+        if self.nbytes > self.budget:
+            self.entries = None  # over budget: drop everything kept
+
+    def record(self, layers, inputs, grads_rows):
+        """Pass ``grads_rows`` (one chunk's) through, keeping its terms (unless dropped)."""
+        if self.entries is None:
+            yield from grads_rows
+            return
+        lin = [a.shape[1] == 1 for a in inputs]
+        kept = [[] for _ in layers]
+        for j, a in enumerate(inputs):
+            if lin[j]:
+                self._add(a[:, 0])
+        for grads in grads_rows:
+            for j, (layer, a, g) in enumerate(zip(layers, inputs, grads)):
+                if self.entries is not None:
+                    kept[j].append(g[:, 0] if lin[j] else _sample_grads(g, a, layer.p))
+                    self._add(kept[j][-1])
+            yield grads
+        if self.entries is None:
+            return
+        self.entries.append([(a[:, 0] if f else None, k) for a, f, k in zip(inputs, lin, kept)])
+        self.samples += inputs[0].shape[0]
+        if self.n and self.samples and len(self.entries) == 1 and \
+                self.nbytes / self.samples * self.n > self.budget:
+            self.entries = None  # the whole data would not fit: do not keep collecting
+
+    def eigen_terms(self, bases):
+        """Per layer the eigenvalue terms of every kept chunk (as :func:`_eigen_terms`)."""
+        outs = [torch.zeros((QG.shape[0], QA.shape[0]), dtype=QG.dtype, device=QG.device)
+                for QG, QA in bases]
+        for entry in self.entries:
+            for out, (QG, QA), (a, kept) in zip(outs, bases, entry):
+                if a is None:
+                    for P in kept:
+                        out += _rotated_squares(QG, QA, P)
+                    continue
+                sq = None
+                for g in kept:
+                    ga2 = (g @ QG) ** 2
+                    sq = ga2 if sq is None else sq.add_(ga2)
+                out += _linear_terms(QA, a, sq)
+        return outs
 
 
 def _eig(M):
@@ -574,7 +683,9 @@ def kronecker_memory(name: str, refit: bool, backend, config) -> int:
     the ``K x p`` eigenvalues, and one chunk's inputs and output gradients at ``T``
     positions per sample (known from ``config["input_shape"]`` through a meta-device
     forward pass; without it a Conv2d layer is counted at one position, an underestimate).
-    The net's own activations are not counted."""
+    The net's own activations are not counted, nor EK-FAC's kept per-sample terms: those are
+    kept only within a share of what the budget leaves over this estimate
+    (:func:`_cache_budget`)."""
     _check(name, backend, config)
     dtype, mode = _resolve(backend, config)
     item = torch.empty((), dtype=dtype).element_size()
@@ -592,8 +703,26 @@ def kronecker_memory(name: str, refit: bool, backend, config) -> int:
     return int(total * item)
 
 
-def build_kronecker(name: str, refit: bool, backend, chunks, config, damping, rng) -> dict:
-    """Accumulate the factors over ``chunks`` (two passes for EK-FAC) and return the state.
+def _cache_budget(name, refit, backend, config) -> int:
+    """Bytes EK-FAC may keep between its passes (:class:`_EigenCache`): a share
+    (:data:`_CACHE_SHARE`) of what ``config["memory_budget"]`` leaves after the build's own
+    estimate (:func:`kronecker_memory`), so the peak stays within the budget."""
+    from ._registry import DEFAULT_MEMORY_BUDGET, parse_bytes
+
+    budget = parse_bytes(config.get("memory_budget") or DEFAULT_MEMORY_BUDGET)
+    return max(0, int(_CACHE_SHARE * (budget - kronecker_memory(name, refit, backend, config))))
+
+
+def build_kronecker(name: str, refit: bool, backend, chunks, config, damping, rng,
+                    n_known: int | None = None) -> dict:
+    """Accumulate the factors over ``chunks`` and return the state.
+
+    EK-FAC needs the factors' eigenbasis before its eigenvalues: what its eigenvalue pass
+    reads (per-sample inputs and output gradients of the Linear layers, per-sample gradients
+    of the Conv2d layers) is kept from the factor pass when it fits a share of
+    ``config["memory_budget"]`` (:func:`_cache_budget`), so the eigenvalues are products in
+    the basis; otherwise a second pass over the data computes the same terms (the sampled GGN
+    labels of the first pass are reused, not drawn again).
 
     Parameters
     ----------
@@ -609,6 +738,9 @@ def build_kronecker(name: str, refit: bool, backend, chunks, config, damping, rn
         ``damping(n) -> Tensor (n_params,)``, mean form.
     rng : numpy.random.RandomState
         Source of the GGN label salt (``kfac_ggn="sampled"`` only).
+    n_known : int, optional
+        Number of samples when known in advance: EK-FAC then decides after the first chunk
+        whether its terms can be kept.
 
     Returns
     -------
@@ -627,8 +759,13 @@ def build_kronecker(name: str, refit: bool, backend, chunks, config, damping, rn
     G = [torch.zeros((la.K, la.K), dtype=dtype, device=device) for la in layers]
     A = [torch.zeros((la.p, la.p), dtype=dtype, device=device) for la in layers]
     n = 0
-    for N, inputs, rows in _passes(backend, layers, chunks, curvature, mode, salt, c, dtype):
+    labels = [] if refit else None  # sampled GGN labels, drawn once for both passes
+    cache = _EigenCache(_cache_budget(name, refit, backend, config), n_known) if refit else None
+    for N, inputs, rows in _passes(backend, layers, chunks, curvature, mode, salt, c, dtype,
+                                   labels):
         n += N
+        if cache is not None:
+            rows = cache.record(layers, inputs, rows)
         Gc, Ac = _factor_terms(layers, inputs, rows, dtype, device)
         for acc, part in zip(G + A, Gc + Ac):
             acc.add_(part)
@@ -642,11 +779,15 @@ def build_kronecker(name: str, refit: bool, backend, chunks, config, damping, rn
     else:
         bases = [(_eig(Gl)[1], _eig(Al)[1]) for Gl, Al in zip(G, A)]
         del G, A
-        s = [torch.zeros((la.K, la.p), dtype=dtype, device=device) for la in layers]
-        for _, inputs, rows in _passes(backend, layers, chunks, curvature, mode, salt, c,
-                                       dtype):
-            for sl, part in zip(s, _eigen_terms(bases, inputs, rows)):
-                sl.add_(part)
+        if cache.entries is not None:  # the kept terms: products only
+            s = cache.eigen_terms(bases)
+        else:  # a second pass over the data
+            s = [torch.zeros((la.K, la.p), dtype=dtype, device=device) for la in layers]
+            for _, inputs, rows in _passes(backend, layers, chunks, curvature, mode, salt, c,
+                                           dtype, labels):
+                for sl, part in zip(s, _eigen_terms(bases, inputs, rows)):
+                    sl.add_(part)
+        del cache
         ops = [KroneckerEigen(QG, QA, sl, _damp_terms(QG, QA, Lam), n)
                for (QG, QA), sl, Lam in zip(bases, s, Lams)]
         _check_positive(ops)
