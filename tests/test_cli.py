@@ -325,7 +325,12 @@ def net_evaluations():
     torch.set_num_threads(1)
     X, X_test, y, y_test = digits_split()
     out = {}
-    for label, what in {"class": {"forget_class": 3}, "rate": {"forget_rate": 0.05}}.items():
+    from sklearn_ssse.model_selection._evaluate import DEFAULT_EPSILONS_CLASS
+
+    # the class removal on the linear models' grid, to show what their selection rule picks
+    # there; the random removal on the nets' own default grid
+    for label, what in {"class": {"forget_class": 3, "epsilons": DEFAULT_EPSILONS_CLASS},
+                        "rate": {"forget_rate": 0.05}}.items():
         torch.manual_seed(0)
         out[label] = evaluate_forgetting(UnlearnableClassifier(digits_net(), random_state=0),
                                          X, y, X_test, y_test, **what)
@@ -347,6 +352,8 @@ def test_evaluate_selects_a_nets_epsilon_by_its_default_scorer(net_evaluations, 
     # forget_retain: 1 at epsilon = 0 (the original), 0 for the retrained net
     assert res.forget_retain[0] == 1.0 == res.reference["original"]["forget_retain"]
     assert res.reference["retrained"]["forget_retain"] == 0.0
+    if mode == "rate":  # the nets' default grid: 0 and six values per decade, 0.01 to 10
+        np.testing.assert_allclose(res.epsilons, np.r_[0, np.logspace(-2, 1, 19)])
     if mode == "class":
         np.testing.assert_array_equal(res.epsilons, DEFAULT_EPSILONS_CLASS)
         assert res.accuracy_test[-1] < 0.5  # the largest step wrecks the net ...

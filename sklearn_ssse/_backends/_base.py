@@ -89,6 +89,19 @@ class BaseBackend(ABC):
         """
         return "parameter_distance" if mode == "rate" else "normalized_confusion_distance"
 
+    @classmethod
+    def evaluation_epsilons(cls, mode: str) -> np.ndarray:
+        """The default epsilon grid of :func:`~sklearn_ssse.model_selection.evaluate_forgetting`
+        for a random share (``mode="rate"``) or a whole class (``"class"``) forgotten.
+
+        Here, for the linear models (whose step at ``epsilon=1`` is the Newton step to the
+        retrained optimum): 0 to 2 in steps of 0.25, or 0, 0.5, 1, 2, 5, 10, 20, 50, 100 for a
+        class removal, which needs larger steps.
+        """
+        if mode == "rate":
+            return np.linspace(0.0, 2.0, 9)
+        return np.array([0.0, 0.5, 1, 2, 5, 10, 20, 50, 100])
+
     # ------------------------------------------------------------- Kronecker structure
     @property
     def kronecker_blocks(self) -> list[tuple[slice, int, int]] | None:

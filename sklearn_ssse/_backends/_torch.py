@@ -211,6 +211,16 @@ class TorchBackend(BaseBackend):
         rewards the step that wrecks the net."""
         return cls.default_scoring[0]
 
+    @classmethod
+    def evaluation_epsilons(cls, mode: str) -> np.ndarray:
+        """A net's default grid for :func:`~sklearn_ssse.model_selection.evaluate_forgetting`,
+        random and class removal alike: 0 and six values per decade from 0.01 to 10.  The
+        block-diagonal and Kronecker curvatures of a net underestimate its curvature along the
+        step (they drop the cross-layer terms), so the useful epsilons lie around 0.01-0.5 and
+        the score peaks sharply there (``benchmarks/bench_net_tuning.py``); the linear models'
+        grid (0.5, 1, 2, 5, ...) starts above that range."""
+        return np.r_[0.0, np.logspace(-2, 1, 19)]
+
     def __init__(self, estimator, *, parameters: Sequence[str] | None = None,
                  dtype: str | torch.dtype | None = None, chunk_size: int | None = None):
         super().__init__(estimator)

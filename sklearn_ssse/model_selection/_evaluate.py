@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch
 
+from .._backends._base import BaseBackend
 from ..metrics import (
     make_unlearning_scorer,
     membership_inference_auc,
@@ -23,9 +24,10 @@ from ._sweep import epsilon_sweep
 
 __all__ = ["evaluate_forgetting", "plot_forgetting_evaluation"]
 
-#: default epsilon grids (random removal / single-class removal)
-DEFAULT_EPSILONS_RATE = np.linspace(0.0, 2.0, 9)
-DEFAULT_EPSILONS_CLASS = np.array([0.0, 0.5, 1, 2, 5, 10, 20, 50, 100])
+#: default epsilon grids of the linear models (random removal / single-class removal); a model
+#: family may have its own (its backend's ``evaluation_epsilons``: nets use a log grid)
+DEFAULT_EPSILONS_RATE = BaseBackend.evaluation_epsilons("rate")
+DEFAULT_EPSILONS_CLASS = BaseBackend.evaluation_epsilons("class")
 
 #: measures per epsilon, in the order of the result's arrays
 MEASURES = ("similarity_ratio", "parameter_distance", "confusion_distance", "forget_retain",
@@ -168,14 +170,24 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="evaluate", unit="step", leave=False, file=sys.stderr)
 
 
-def _selection(estimator, mode: str) -> str:
-    """The measure that selects epsilon: the model family's choice (its backend's
-    ``evaluation_scoring``), read from the unfitted estimator."""
+def _family(estimator):
+    """The backend class of the model an unfitted estimator (or pipeline) wraps."""
     from .._backends import select_backend
     from .._unlearnable import _final
 
     clf = estimator[-1] if isinstance(estimator, Pipeline) else estimator
-    kind = select_backend(_final(clf.estimator)).evaluation_scoring(mode)
+    return select_backend(_final(clf.estimator))
+
+
+def _default_epsilons(estimator, mode: str) -> np.ndarray:
+    """The model family's default grid (its backend's ``evaluation_epsilons``)."""
+    return np.asarray(_family(estimator).evaluation_epsilons(mode), dtype=float)
+
+
+def _selection(estimator, mode: str) -> str:
+    """The measure that selects epsilon: the model family's choice (its backend's
+    ``evaluation_scoring``), read from the unfitted estimator."""
+    kind = _family(estimator).evaluation_scoring(mode)
     if kind not in _SELECTION_MEASURES:
         raise ValueError(f"the model family selects epsilon by {kind!r}, which "
                          f"evaluate_forgetting does not compute ({sorted(_SELECTION_MEASURES)})")
@@ -225,8 +237,10 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
         Forget every training sample of this class instead (single-class removal); matched
         against the classes of ``y`` by value or by its string form.
     epsilons : array-like of float, default=None
-        The grid; ``None``: 0 to 2 in steps of 0.25 (random removal) or 0, 0.5, 1, 2, 5, 10, 20,
-        50, 100 (class removal, which needs larger steps).
+        The grid; ``None``: the model family's default. Linear models: 0 to 2 in steps of 0.25
+        (random removal) or 0, 0.5, 1, 2, 5, 10, 20, 50, 100 (class removal, which needs larger
+        steps). Nets: 0 and six values per decade from 0.01 to 10 (their useful steps are
+        smaller, see the user guide's section on nets).
     metric : {"auto", "log_loss", "accuracy", "roc_auc"}, default="auto"
         Performance measure of the similarity ratio on ``S``. ``"auto"``: log-loss for random
         removal (the original and retrained models often both classify ``S`` perfectly, so
@@ -319,7 +333,7 @@ def evaluate_forgetting(estimator, X, y, X_test=None, y_test=None, *,
     if metric == "auto":
         metric = "log_loss" if mode == "rate" else "accuracy"
     if epsilons is None:
-        epsilons = DEFAULT_EPSILONS_RATE if mode == "rate" else DEFAULT_EPSILONS_CLASS
+        epsilons = _default_epsilons(estimator, mode)
     epsilons = np.unique(np.asarray(epsilons, dtype=float))
     estimator = clone(estimator)
     last = f"{estimator.steps[-1][0]}__" if isinstance(estimator, Pipeline) else ""
