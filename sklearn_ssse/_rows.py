@@ -105,6 +105,21 @@ def canonical_sparse(X) -> sp.csr_matrix:
     return X
 
 
+def _nonzeros(block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indices as <i8, values as <f8, indptr)`` of the canonical CSR form of a chunk of rows
+    (:func:`canonical_sparse`).  A chunk already canonical and dense (:func:`canonical_rows`)
+    is read with NumPy directly, row-major nonzeros being exactly the CSR order (a CSR
+    conversion of a dense chunk cost ~5 ms per 1,000 Fashion-MNIST images)."""
+    if sp.issparse(block):
+        Xc = canonical_sparse(block)
+        return Xc.indices.astype("<i8"), Xc.data.astype("<f8"), Xc.indptr
+    flat = np.flatnonzero(block)  # (NaN is nonzero: kept, as eliminate_zeros keeps it)
+    rows, cols = np.divmod(flat, block.shape[1])
+    ptr = np.zeros(block.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=block.shape[0]), out=ptr[1:])
+    return cols.astype("<i8"), block.reshape(-1)[flat].astype("<f8"), ptr
+
+
 def _label_bytes(y, n: int) -> list[bytes]:
     if y is None:
         return [b""] * n
@@ -165,12 +180,9 @@ def row_digests(X, y=None, salt: bytes = b"") -> np.ndarray:
     # words): unambiguous, and the same for a dense row and a sparse one
     for start in range(0, n, _CHUNK):
         block = X[start:start + _CHUNK]
-        Xc = canonical_sparse(block)
-        header = Xc.shape[1].to_bytes(8, "little")
-        idx = Xc.indices.astype("<i8")
-        words = Xc.data.astype("<f8")
-        ptr = Xc.indptr
-        for r in range(Xc.shape[0]):
+        idx, words, ptr = _nonzeros(block)
+        header = block.shape[1].to_bytes(8, "little")
+        for r in range(block.shape[0]):
             i, a, b = start + r, ptr[r], ptr[r + 1]
             h = hashlib.blake2b(header, digest_size=DIGEST_SIZE, key=salt)
             h.update(int(b - a).to_bytes(8, "little"))
