@@ -388,7 +388,13 @@ def _gradient_into(sink, backend, layers, out, lp, y, inputs, outs, Ts, dtype):
     for layer, a, go, T in zip(layers, inputs, grads, Ts):
         go = _layer_grads(layer, go, N, T, dtype, lp.device)  # (N, T, K)
         if layer.w_offset is not None:
-            w = torch.einsum("ntk,nti->ki", go, a)
+            if T == 1:
+                w = go[:, 0].T @ a[:, 0]
+            else:  # per sample (N, K, T) @ (N, T, n_in) on the contiguous layouts (as in
+                # _eigen_terms; 3-4x faster than one einsum over (n, t) on the CPU)
+                step = max(1, _SUBBATCH_NUMBERS // max(1, layer.K * layer.n_in))
+                w = sum(torch.bmm(go[s:s + step].transpose(1, 2), a[s:s + step]).sum(0)
+                        for s in range(0, N, step))
             g[layer.w_offset:layer.w_offset + w.numel()] += w.reshape(-1)
         if layer.b_offset is not None:
             g[layer.b_offset:layer.b_offset + layer.K] += go.sum((0, 1))
