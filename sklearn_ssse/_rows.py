@@ -113,11 +113,10 @@ def _nonzeros(block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if sp.issparse(block):
         Xc = canonical_sparse(block)
         return Xc.indices.astype("<i8"), Xc.data.astype("<f8"), Xc.indptr
-    flat = np.flatnonzero(block)  # (NaN is nonzero: kept, as eliminate_zeros keeps it)
-    rows, cols = np.divmod(flat, block.shape[1])
+    mask = block != 0  # (NaN is nonzero: kept, as eliminate_zeros keeps it)
     ptr = np.zeros(block.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=block.shape[0]), out=ptr[1:])
-    return cols.astype("<i8"), block.reshape(-1)[flat].astype("<f8"), ptr
+    np.cumsum(np.count_nonzero(mask, axis=1), out=ptr[1:])
+    return np.nonzero(mask)[1].astype("<i8"), block[mask].astype("<f8"), ptr
 
 
 def _label_bytes(y, n: int) -> list[bytes]:
