@@ -105,6 +105,20 @@ def canonical_sparse(X) -> sp.csr_matrix:
     return X
 
 
+def _nonzeros(block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indices as <i8, values as <f8, indptr)`` of the canonical CSR form of a chunk of rows
+    (:func:`canonical_sparse`).  A chunk already canonical and dense (:func:`canonical_rows`)
+    is read with NumPy directly, row-major nonzeros being exactly the CSR order (a CSR
+    conversion of a dense chunk cost ~5 ms per 1,000 Fashion-MNIST images)."""
+    if sp.issparse(block):
+        Xc = canonical_sparse(block)
+        return Xc.indices.astype("<i8"), Xc.data.astype("<f8"), Xc.indptr
+    mask = block != 0  # (NaN is nonzero: kept, as eliminate_zeros keeps it)
+    ptr = np.zeros(block.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.count_nonzero(mask, axis=1), out=ptr[1:])
+    return np.nonzero(mask)[1].astype("<i8"), block[mask].astype("<f8"), ptr
+
+
 def _label_bytes(y, n: int) -> list[bytes]:
     if y is None:
         return [b""] * n
@@ -163,10 +177,11 @@ def row_digests(X, y=None, salt: bytes = b"") -> np.ndarray:
     out = bytearray(n * DIGEST_SIZE)
     # a row is (width, number of nonzeros, their positions as int64, their values as float64
     # words): unambiguous, and the same for a dense row and a sparse one
-    header = X.shape[1].to_bytes(8, "little")
     for start in range(0, n, _CHUNK):
-        idx, words, ptr = _nonzeros(X[start:start + _CHUNK])
-        for r in range(len(ptr) - 1):
+        block = X[start:start + _CHUNK]
+        idx, words, ptr = _nonzeros(block)
+        header = block.shape[1].to_bytes(8, "little")
+        for r in range(block.shape[0]):
             i, a, b = start + r, ptr[r], ptr[r + 1]
             h = hashlib.blake2b(header, digest_size=DIGEST_SIZE, key=salt)
             h.update(int(b - a).to_bytes(8, "little"))
@@ -175,21 +190,6 @@ def row_digests(X, y=None, salt: bytes = b"") -> np.ndarray:
             h.update(labels[i])
             out[i * DIGEST_SIZE:(i + 1) * DIGEST_SIZE] = h.digest()
     return np.frombuffer(bytes(out), dtype=f"S{DIGEST_SIZE}").copy()
-
-
-def _nonzeros(block):
-    """``(positions as <i8, values as <f8, row pointers)`` of the nonzero entries of rows in
-    canonical form, in row-major order: a canonical dense block (:func:`canonical_rows`)
-    directly, without building a sparse matrix (the same entries as
-    :func:`canonical_sparse`: its zeros dropped, NaNs kept), a sparse one through
-    :func:`canonical_sparse`."""
-    if sp.issparse(block):
-        Xc = canonical_sparse(block)
-        return Xc.indices.astype("<i8"), Xc.data.astype("<f8"), Xc.indptr
-    nz = block != 0  # (NaN != 0: kept, as in a sparse matrix)
-    ptr = np.zeros(block.shape[0] + 1, dtype=np.int64)
-    np.cumsum(nz.sum(1), out=ptr[1:])
-    return np.nonzero(nz)[1].astype("<i8"), block[nz].astype("<f8"), ptr
 
 
 def multiset(digests: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -157,16 +157,26 @@ def _norm(t: torch.Tensor) -> float:
     return scale * float(torch.linalg.vector_norm(t / scale))
 
 
-def _set_diagnostics(estimator, X, y, classes):
+def _set_diagnostics(estimator, X, y, classes, backend=None, proba=None):
     """Cheap O(k d) diagnostics of ``estimator`` on the forget set, from ``predict_proba``.
 
     Returns ``(mean loss, accuracy, predicted class indices)``: the loss is the mean over samples
     of ``-log p(y|x)`` (summed over outputs), the accuracy the fraction of correct labels
-    (averaged over outputs); ``None`` when the estimator has no ``predict_proba``.
+    (averaged over outputs); ``None`` when the estimator has no ``predict_proba``.  A
+    ``backend`` with ``predict_proba_tensor`` (nets) gives the probabilities in one batched
+    forward pass: skorch's ``predict_proba`` goes through a DataLoader item by item, which cost
+    more than the rest of a forget of 1,000 images.  ``proba``: those probabilities, already
+    computed at the current parameters (a tensor; see ``TorchBackend.gradient_sum_and_proba``).
     """
     if not hasattr(estimator, "predict_proba"):
         return None
-    P = estimator.predict_proba(X)
+    fast = getattr(backend, "predict_proba_tensor", None)
+    if fast is None or not backend.predict_proba_is_the_nets():
+        fast = proba = None
+    if proba is not None:
+        P = proba.detach().cpu().numpy()
+    else:
+        P = fast(X).detach().cpu().numpy() if fast is not None else estimator.predict_proba(X)
     Ps = P if isinstance(P, list) else [P]
     cls = classes if isinstance(classes, list) else [classes]
     k = X.shape[0]
@@ -1208,22 +1218,34 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"epsilon must be a finite number >= 0, got {eps!r}")
         return float(eps)
 
-    def _gradient_sum(self, X, y) -> torch.Tensor:
+    def _gradient_sum(self, X, y, proba_out: list | None = None) -> torch.Tensor:
+        """The summed gradient of ``(X, y)`` at the current parameters; a backend that reads
+        the probabilities of ``X`` in the same pass (nets) appends them to ``proba_out``."""
+        both = getattr(self.backend_, "gradient_sum_and_proba", None)
         fast = getattr(self.backend_, "gradient_sum", None)  # closed form / batched backward
-        g = fast(X, y) if fast is not None else self.backend_.per_sample_gradients(X, y).sum(0)
+        if proba_out is not None and both is not None:
+            g, P = both(X, y)
+            proba_out.append(P)
+        else:
+            g = fast(X, y) if fast is not None else \
+                self.backend_.per_sample_gradients(X, y).sum(0)
         return g.to(dtype=self.curvature_.dtype, device=self.curvature_.device)
 
-    def _downdate(self, X, y):
+    def _downdate(self, X, y, gradient_sink: dict | None = None):
         """The cached curvature without the terms of ``(X, y)``, taken at ``theta_fit_`` (the
-        parameters it was built at), and its sampled-row record."""
+        parameters it was built at), and its sampled-row record.  ``gradient_sink``: a dict in
+        which a kind that reads the forget set in forward/backward passes (K-FAC / EK-FAC of a
+        net) may leave the summed gradient ``"g"`` at ``theta_fit_`` and the probabilities
+        ``"proba"`` (a list of chunks) from the same passes."""
         config = self.config_.to_dict()
         kind = kind_for(config["inverse"], self.backend_, config)
         state = {"sample": getattr(self, "_curvature_sample", None),
-                 "label_salt": getattr(self, "_label_salt", None)}
+                 "label_salt": getattr(self, "_label_salt", None),
+                 "gradient_sink": gradient_sink}
         with parameters_at(self.backend_, self._theta_fit):
             return kind.downdate(self.curvature_, state, self.backend_, X, y, config)
 
-    def _erasure(self, X, y, keep_curvature: bool = False):
+    def _erasure(self, X, y, keep_curvature: bool = False, proba_out: list | None = None):
         """``(delta, g, curvature, record)``: the displacement of an erasure at epsilon=1 (no
         mutation), the summed gradient of the forget set at the current parameters, and the
         curvature without the erased terms at ``theta_fit_`` with its sampled-row record
@@ -1233,15 +1255,29 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             leave_out:  delta = F_{D\\S}^{-1} g / (n - k) = (M - B_S)^{-1} g
 
         with ``M`` the cached sum form (``F = M / n``) and ``B_S`` the erased samples' terms.
+        ``proba_out``: see :meth:`_gradient_sum`.
         """
         k = X.shape[0]
         cfg = self.config_
-        g = self._gradient_sum(X, y)
-        if not bool(torch.isfinite(g).all()):
-            raise FloatingPointError("the gradients of the forget set are not finite; nothing "
-                                     "was changed")
-        down = sample = None
-        if cfg.step == "leave_out" or keep_curvature:
+        down = sample = g = None
+        downdate = cfg.step == "leave_out" or keep_curvature
+        # at the parameters the curvature was built at (before any step), the downdate's passes
+        # over the forget set give its gradient too: one forward pass instead of two
+        sink = {} if downdate and _same_bits(self._theta, self._theta_fit) else None
+        if sink is not None:
+            try:
+                down, sample = self._downdate(X, y, sink)
+            except Exception:
+                self._check_gradient(self._gradient_sum(X, y))  # the error of the two-pass order
+                raise
+            if "g" in sink:
+                g = sink["g"].to(dtype=self.curvature_.dtype, device=self.curvature_.device)
+                if proba_out is not None:
+                    proba_out.append(torch.cat(sink["proba"]))
+        if g is None:
+            g = self._gradient_sum(X, y, proba_out)
+        self._check_gradient(g)
+        if downdate and sink is None:
             down, sample = self._downdate(X, y)
         if cfg.step == "full":
             total = self.__dict__.get("sample_weight_total_")
@@ -1255,6 +1291,12 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             ref = total if cfg.update_curvature else self.sample_weight_fit_total_
             return self.curvature_.solve_sum(g) * (ref / left), g, down, sample
         return down.solve_sum(g), g, down, sample
+
+    @staticmethod
+    def _check_gradient(g) -> None:
+        if not bool(torch.isfinite(g).all()):
+            raise FloatingPointError("the gradients of the forget set are not finite; nothing "
+                                     "was changed")
 
     def _forget_weight(self, X, y) -> float:
         """The summed sample weight of rows ``(X, y)`` of a weighted model (0 unweighted)."""
@@ -1414,8 +1456,9 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                         "model (without the others it could only predict that class).")
 
         # 2. the step, computed aside
+        proba_before = []  # (nets: the forget set's probabilities, from the gradient pass)
         delta, g, down, down_sample = self._erasure(
-            X, y, keep_curvature=self.config_.update_curvature)
+            X, y, keep_curvature=self.config_.update_curvature, proba_out=proba_before)
         theta_old = self.backend_.get_parameters()
         if eps == 0.0:
             theta = theta_old.clone()
@@ -1457,7 +1500,8 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     "rows in the training set?); nothing was changed. Use update_curvature=False "
                     "or a larger damping")
         classes = getattr(self, "classes_", None)
-        before = _set_diagnostics(self.estimator_, X, y, classes)
+        before = _set_diagnostics(self.estimator_, X, y, classes, self.backend_,
+                                  proba_before[0] if proba_before else None)
         X_after, prep = X, None
         if "preprocessing_state_" in self.__dict__:
             # preprocessing="update": after the SSSE step (computed in the feature space the
@@ -1471,7 +1515,7 @@ class UnlearnableClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # 3. commit the parameters (any failure from here on, or in a temporary write above,
         # is rolled back by @_restore_on_error, which puts theta_old back)
         written, checksum = self._write_parameters(theta)
-        after = _set_diagnostics(self.estimator_, X_after, y, classes)
+        after = _set_diagnostics(self.estimator_, X_after, y, classes, self.backend_)
 
         # 4. the record and the bookkeeping (plain assignments, cannot fail halfway)
         entry = {

@@ -270,6 +270,78 @@ def test_row_digests_canonical_form():
         row_digests(np.array([["a"]]))
 
 
+def test_dense_row_digests_match_the_canonical_csr_form():
+    """Dense rows are read without a CSR conversion: their digests must be those of the
+    documented form (width, nonzero count, int64 positions, float64 values, label), computed
+    here by hand from scipy's canonical CSR, over several chunks and rows with NaN, -0.0 and
+    no nonzero at all; and equal to the digests of the same rows given sparse."""
+    import scipy.sparse as sp
+
+    from sklearn_ssse import _rows
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(2 * _rows._CHUNK + 7, 13)
+    X[X < 0.3] = 0.0
+    X[3] = 0.0
+    X[4, [1, 5]] = -0.0
+    X[5, 2] = np.nan
+    X[6] = -np.inf
+    y = rng.randint(0, 4, len(X))
+    salt = b"salt"
+    csr = sp.csr_matrix(np.where(X == 0, 0.0, X))
+    csr.sort_indices()
+    expected = []
+    for i in range(len(X)):
+        a, b = csr.indptr[i], csr.indptr[i + 1]
+        words = csr.data[a:b].astype("<f8")
+        words[np.isnan(words)] = np.nan
+        h = hashlib.blake2b((13).to_bytes(8, "little"), digest_size=_rows.DIGEST_SIZE, key=salt)
+        h.update(int(b - a).to_bytes(8, "little"))
+        h.update(csr.indices[a:b].astype("<i8").tobytes())
+        h.update(words.tobytes())
+        h.update(_rows._label_bytes(y[i:i + 1], 1)[0])
+        expected.append(h.digest())
+    got = row_digests(X, y, salt=salt)
+    assert np.array_equal(got, np.array(expected, dtype=got.dtype))
+    assert np.array_equal(got, row_digests(sp.csr_matrix(X), y, salt=salt))
+    assert np.array_equal(row_digests(X.astype(np.float32), y, salt=salt),
+                          row_digests(sp.csr_matrix(X.astype(np.float32)), y, salt=salt))
+
+
+def _tempered_softmax(logits):
+    import torch
+
+    return torch.softmax(logits / 3.0, dim=-1)
+
+
+@pytest.mark.parametrize("nonlinearity", ["auto", "tempered"])
+def test_net_diagnostics_are_those_of_the_nets_predict_proba(nonlinearity):
+    """A net's loss / accuracy / flips come from the gradient pass and one batched forward
+    pass (not skorch's DataLoader): the same numbers as skorch's own predict_proba before
+    and after; a net whose predict_proba differs (its own output nonlinearity) is asked."""
+    import torch
+    from _nets import digits_net, digits_split
+
+    torch.set_num_threads(1)
+    X, _, y, _ = digits_split()
+    torch.manual_seed(0)
+    net = digits_net(max_epochs=5, predict_nonlinearity=(
+        "auto" if nonlinearity == "auto" else _tempered_softmax)).fit(X, y)
+    clf = UnlearnableClassifier.from_fitted(net, X, y, inverse="ekfac", random_state=0)
+    idx = np.flatnonzero(y == 3)[:40]
+    before = copy.deepcopy(clf.estimator_).predict_proba(X[idx])
+    clf.forget(X[idx], y[idx])
+    after = clf.estimator_.predict_proba(X[idx])
+    e = clf.erasure_log_[-1]
+    assert e["loss_before"] == pytest.approx(log_loss(y[idx], before, labels=range(10)),
+                                             rel=1e-5)
+    assert e["loss_after"] == pytest.approx(log_loss(y[idx], after, labels=range(10)),
+                                            rel=1e-5)
+    assert e["accuracy_before"] == np.mean(before.argmax(1) == y[idx])
+    assert e["accuracy_after"] == np.mean(after.argmax(1) == y[idx])
+    assert e["label_flip_rate"] == np.mean(before.argmax(1) != after.argmax(1))
+
+
 def test_multiset_remove_with_embedded_null_bytes():
     """Digests are raw bytes: values that differ only after a null byte are distinct."""
     values = np.array([b"a\x00b", b"a\x00c", b"a\x00\x00"], dtype="S3")

@@ -735,3 +735,92 @@ def test_estimator_pickle_round_trip_and_sealed_forget(data, inverse):
         e.forget(X[:5], y[:5])
     np.testing.assert_array_equal(est.predict_proba(X), back.predict_proba(X))
     assert est.curvature_.n == len(X) - 5
+
+
+@pytest.mark.parametrize("inverse", ["kfac", "ekfac"])
+@pytest.mark.parametrize("curvature", ["empirical_fisher", "ggn"])
+@pytest.mark.parametrize("net", ["mlp_nll", "cnn"])
+def test_forget_reads_the_gradient_from_the_downdate_pass(data, net, curvature, inverse):
+    """At the fitted parameters the forget set's gradient and probabilities come from the
+    downdate's own passes (weight gradients from the captured inputs and output gradients):
+    equal in float64 to TorchBackend's gradient_sum_and_proba (autograd of the loss), and the
+    forget it drives equal to the two-pass one (the sink switched off) to 1e-10."""
+    X, y = data
+    module, kw = (CNN, {}) if net == "cnn" else \
+        (SoftmaxMLP, {"criterion": nn.NLLLoss})  # NLLLoss on probabilities
+    est = UnlearnableClassifier.from_fitted(fit_net(module, X, y, **kw), X, y, inverse=inverse,
+                                            curvature=curvature, dtype="float64",
+                                            random_state=0)
+    S = np.r_[0:7, 100:113]
+    sink = {}
+    est._downdate(X[S], y[S], sink)
+    g, P = est.backend_.gradient_sum_and_proba(X[S], y[S])
+    assert sink["g"].dtype == torch.float64 and rel(sink["g"], g) < 1e-12
+    torch.testing.assert_close(torch.cat(sink["proba"]), P, rtol=1e-12, atol=1e-14)
+
+    two_pass = pickle.loads(pickle.dumps(est))
+    fused = UnlearnableClassifier._downdate
+    try:  # the two-pass order: the downdate leaves nothing in the sink
+        UnlearnableClassifier._downdate = lambda self, X, y, sink=None: fused(self, X, y)
+        two_pass.forget(X[S], y[S])
+    finally:
+        UnlearnableClassifier._downdate = fused
+    calls = []
+    real = est.backend_.gradient_sum_and_proba
+    est.backend_.gradient_sum_and_proba = lambda *a: calls.append(1) or real(*a)
+    est.forget(X[S], y[S])
+    assert calls == []  # one pass: the downdate's
+    a, b = est.get_parameters(), two_pass.get_parameters()
+    assert np.abs(a - b).max() <= 1e-10 * np.abs(b - est.theta_fit_.numpy()).max()
+    for key in ("loss_before", "accuracy_before", "predicted_loss_change"):
+        assert est.erasure_log_[-1][key] == pytest.approx(two_pass.erasure_log_[-1][key],
+                                                          rel=1e-10)
+    assert rel(est.curvature_.matrix(), two_pass.curvature_.matrix()) < 1e-10
+    # after a step the parameters are no longer those of the curvature: two passes again
+    assert not bool(torch.equal(est._theta, est._theta_fit))
+    est.forget(X[S + 20], y[S + 20])
+    assert calls == [1] and est.n_samples_ == len(X) - 2 * len(S)
+
+
+def test_faults_of_the_one_pass_gradient(mlp, data, monkeypatch):
+    """A non-finite gradient from the downdate's pass is refused as in the two-pass order
+    (FloatingPointError, nothing changed); a downdate that fails is reported as the two-pass
+    order would: a non-finite gradient first, else the downdate's own error."""
+    from sklearn_ssse._curvature import _kronecker_net
+
+    X, y = data
+    est = UnlearnableClassifier.from_fitted(mlp, X, y, inverse="ekfac", dtype="float64",
+                                            random_state=0)
+    theta, n = est.get_parameters(), est.n_samples_
+    real = _kronecker_net._gradient_into
+
+    def poisoned(sink, *args):
+        real(sink, *args)
+        sink["g"][3] = np.nan
+
+    def unchanged():
+        np.testing.assert_array_equal(est.get_parameters(), theta)
+        assert est.n_samples_ == n and est.erasure_log_ == [] and est.verify_seal()
+
+    with monkeypatch.context() as m:
+        m.setattr(_kronecker_net, "_gradient_into", poisoned)
+        with pytest.raises(FloatingPointError, match="gradients .* not finite"):
+            est.forget(X[:6], y[:6])
+    unchanged()
+
+    def failing(*args):
+        raise ValueError("the downdate failed")
+
+    with monkeypatch.context() as m:
+        m.setattr(_kronecker_net, "_gradient_into", failing)
+        with pytest.raises(ValueError, match="the downdate failed"):
+            est.forget(X[:6], y[:6])
+        unchanged()
+        grads = est.backend_.gradient_sum
+        m.setattr(type(est.backend_), "gradient_sum",
+                  lambda self, X, y: grads(X, y) * np.inf)
+        with pytest.raises(FloatingPointError, match="gradients .* not finite"):
+            est.forget(X[:6], y[:6])
+    unchanged()
+    est.forget(X[:6], y[:6])
+    assert est.n_samples_ == n - 6

@@ -616,9 +616,29 @@ class TorchBackend(BaseBackend):
         -------
         g : torch.Tensor of shape (n_params,)
         """
+        return self.gradient_sum_and_proba(X, y)[0]
+
+    def gradient_sum_and_proba(self, X, y) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`gradient_sum` and, from the same forward passes, the class probabilities
+        of ``X`` as :meth:`predict_proba_tensor` gives them (a softmax of the logits for
+        ``CrossEntropyLoss``, the module's output for ``NLLLoss``), so that ``forget`` reads
+        the forget set's diagnostics before the step without a second forward pass.
+
+        Parameters
+        ----------
+        X, y : array-like or torch.Tensor
+            Samples and their labels.
+
+        Returns
+        -------
+        g : torch.Tensor of shape (n_params,)
+        P : torch.Tensor of shape (n, n_classes)
+            Detached, on the net's device.
+        """
         X, y = self._inputs(X, y)
         total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
         nll, dtype = self._nll, self.dtype
+        parts = []
         with self._eval_mode() as module:
             params, const = self._state(module)
 
@@ -629,15 +649,20 @@ class TorchBackend(BaseBackend):
                 out = out.reshape(xb.shape[0], -1)
                 if nll:  # skorch: NLLLoss on log(probabilities + eps)
                     lp = torch.log(out + torch.finfo(out.dtype).eps).to(dtype)
+                    proba = out
                 else:
                     lp = torch.log_softmax(out.to(dtype), dim=-1)
-                return -lp.gather(1, yb.reshape(-1, 1)).sum()
+                    proba = torch.softmax(out, dim=-1)
+                return -lp.gather(1, yb.reshape(-1, 1)).sum(), proba.detach()
 
-            fn = grad(loss)
+            fn = grad(loss, has_aux=True)
             for a in range(0, X.shape[0], self.chunk_size):
-                total += self._flatten(fn(params, X[a:a + self.chunk_size],
-                                          y[a:a + self.chunk_size]), 0)
-        return total
+                g, proba = fn(params, X[a:a + self.chunk_size], y[a:a + self.chunk_size])
+                total += self._flatten(g, 0)
+                parts.append(proba)
+        if not parts:
+            return total, torch.empty((0, self.n_classes_), device=self.device)
+        return total, torch.cat(parts)
 
     def per_sample_gradients(self, X, y) -> torch.Tensor:
         """Gradients of ``-log p(y_i|x_i)`` with respect to ``theta``.
@@ -662,6 +687,16 @@ class TorchBackend(BaseBackend):
         ``(n, 1, n_params)``; one per-sample gradient per row instead of ``C`` GGN rows."""
         labels = draw_labels(self.predict_proba_tensor(X), u)  # on the net's device
         return self.curvature_rows(X, labels, "empirical_fisher")
+
+    def predict_proba_is_the_nets(self) -> bool:
+        """Whether :meth:`predict_proba_tensor` is what the net's own ``predict_proba`` returns:
+        skorch's default output nonlinearity, and none of the methods it goes through
+        overridden (else ``forget``'s diagnostics call the net's ``predict_proba``)."""
+        est = self.estimator
+        if getattr(est, "predict_nonlinearity", "auto") != "auto":
+            return False
+        return all(getattr(type(est), name, None) is getattr(NeuralNetClassifier, name, None)
+                   for name in ("predict_proba", "forward_iter", "evaluation_step", "infer"))
 
     def predict_proba_tensor(self, X) -> torch.Tensor:
         """The net's class probabilities of ``X`` as a tensor on its device (eval mode, in

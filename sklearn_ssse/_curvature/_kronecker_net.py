@@ -338,13 +338,15 @@ def _capture(store, path, mod, inp, out):
     store[path] = (inp[0].detach(), out)
 
 
-def _passes(backend, layers, chunks, curvature, mode, salt, chunk_size, dtype, labels=None):
+def _passes(backend, layers, chunks, curvature, mode, salt, chunk_size, dtype, labels=None,
+            sink=None):
     """For each chunk: ``(n_chunk, inputs, rows)`` with ``inputs[l]`` of shape ``(N, T, n_in)``
     and ``rows`` a generator of per-row-kind lists ``grads[l]`` of shape ``(N, T, K)``.
 
     ``labels`` (a list, sampled GGN only): the labels drawn for each chunk are appended to it
     on a first pass, and read from it (instead of hashing the rows again) on a later pass over
-    the same chunks."""
+    the same chunks.  With a ``sink`` (a dict: see :func:`_gradient_into`) the same forward
+    pass also gives the summed gradient of the observed labels and the class probabilities."""
     with backend._eval_mode() as module:
         params, const = backend._state(module)
         params = {k: v.requires_grad_(True) for k, v in params.items()}
@@ -375,8 +377,40 @@ def _passes(backend, layers, chunks, curvature, mode, salt, chunk_size, dtype, l
             outs = [captured[layer.path][1] for layer in layers]
             Ts = [a.shape[1] for a in inputs]
             known = labels[j] if labels is not None and j < len(labels) else None
+            if sink is not None:
+                _gradient_into(sink, backend, layers, out, lp, y, inputs, outs, Ts, dtype)
             yield N, inputs, _rows(lp, outs, layers, Ts, curvature, mode, salt, (Xc, yc), y,
                                    dtype, known, labels)
+
+
+def _gradient_into(sink, backend, layers, out, lp, y, inputs, outs, Ts, dtype):
+    """Add one chunk's ``sum_i grad -log p(y_i|x_i)`` (observed labels) to ``sink["g"]`` (the
+    flat parameter order, created on first use) and append its class probabilities to
+    ``sink["proba"]`` (as ``TorchBackend.predict_proba_tensor`` gives them): the layers'
+    weight gradients ``sum_{i,t} g_it a_it^T`` and bias gradients ``sum_{i,t} g_it`` from the
+    inputs the K-FAC terms read and one backward pass to the layer outputs (the graph is kept
+    for the curvature rows)."""
+    N = lp.shape[0]
+    grads = torch.autograd.grad(-lp.gather(1, y.reshape(-1, 1)).sum(), outs, retain_graph=True,
+                                allow_unused=True)
+    g = sink.get("g")
+    if g is None:
+        g = sink["g"] = torch.zeros(backend.n_params, dtype=dtype, device=lp.device)
+    for layer, a, go, T in zip(layers, inputs, grads, Ts):
+        go = _layer_grads(layer, go, N, T, dtype, lp.device)  # (N, T, K)
+        if layer.w_offset is not None:
+            if T == 1:
+                w = go[:, 0].T @ a[:, 0]
+            else:  # per sample (N, K, T) @ (N, T, n_in) on the contiguous layouts (as in
+                # _eigen_terms; 3-4x faster than one einsum over (n, t) on the CPU)
+                step = max(1, _SUBBATCH_NUMBERS // max(1, layer.K * layer.n_in))
+                w = sum(torch.bmm(go[s:s + step].transpose(1, 2), a[s:s + step]).sum(0)
+                        for s in range(0, N, step))
+            g[layer.w_offset:layer.w_offset + w.numel()] += w.reshape(-1)
+        if layer.b_offset is not None:
+            g[layer.b_offset:layer.b_offset + layer.K] += go.sum((0, 1))
+    sink.setdefault("proba", []).append(
+        (out if backend._nll else torch.softmax(out, dim=-1)).detach())
 
 
 def _rows(lp, outs, layers, Ts, curvature, mode, salt, raw, y, dtype, known=None, drawn=None):
@@ -801,6 +835,9 @@ def downdate_kronecker(name: str, refit: bool, op, state, backend, X, y, config)
 
     Called with the backend at the parameters the operator was built at.  K-FAC subtracts
     their factor terms and re-factors; EK-FAC subtracts their eigenvalue terms in its basis.
+    When ``state["gradient_sink"]`` is a dict (and the operator is in the backend's dtype),
+    the same passes leave there the summed gradient of ``(X, y)`` (``"g"``) and their class
+    probabilities (``"proba"``): see :func:`_gradient_into`.
 
     Raises
     ------
@@ -826,7 +863,11 @@ def downdate_kronecker(name: str, refit: bool, op, state, backend, X, y, config)
         raise ValueError("the net's selected layers differ from the operator's")
     k = len(X)
     c = _chunk_size(config)
-    passes = _passes(backend, layers, [(X, y)], curvature, mode, salt, c, dtype)
+    # the caller may ask for the forget set's gradient from the same passes (state's
+    # "gradient_sink", when the net is at the parameters the operator was built at): given in
+    # the backend's dtype only, so that it is the gradient forget would otherwise compute
+    sink = (state or {}).get("gradient_sink") if dtype == backend.dtype else None
+    passes = _passes(backend, layers, [(X, y)], curvature, mode, salt, c, dtype, sink=sink)
     eps = _NEG_TOL * torch.finfo(dtype).eps
     if not refit:
         G = [f[0].clone() for f in op.factors]
