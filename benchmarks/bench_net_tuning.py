@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_nets as bn  # noqa: E402
 
 from sklearn_ssse import UnlearnableClassifier  # noqa: E402
-from sklearn_ssse.datasets import load_fashion_mnist  # noqa: E402
 from sklearn_ssse.metrics import forget_retain_scorer  # noqa: E402
 
 GRIDS = {
@@ -43,18 +42,7 @@ GRIDS = {
 
 def case(net_kind, scenario, X, y, X_val, y_val, X_test, y_test, args, rng, log):
     n = len(X)
-    if scenario == "random":     # exactly as bench_nets.run_case
-        perm = rng.permutation(n)
-        k = max(1, int(round(0.01 * n)))
-        S = np.sort(perm[:k])
-        removed = None
-        tune = [(np.sort(perm[k * (i + 1):k * (i + 2)]), np.ones(len(y_val), bool))
-                for i in range(args.val_deletions)]
-    else:
-        removed = args.forget_class
-        S = np.flatnonzero(y == removed)
-        tune = [(np.flatnonzero(y == c), y_val != c)
-                for c in ((removed + 1 + i) % 10 for i in range(args.val_deletions))]
+    S, removed, tune = bn.deletions(scenario, y, y_val, args, rng)  # as run_case
     if net_kind not in args.nets or scenario not in args.scenarios:
         return
     keep = np.setdiff1d(np.arange(n), S)
@@ -141,19 +129,10 @@ def main(argv=None):
     args.lr = {"mlp": 1e-3, "cnn": 3e-3}
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    try:
-        X, y = load_fashion_mnist(args.data, kind="train")
-        X_test, y_test = load_fashion_mnist(args.data, kind="test")
-    except FileNotFoundError as exc:
-        print(f"_skipped: this benchmark needs Fashion-MNIST: {exc}._")
+    data = bn.load_data(args)
+    if data is None:
         return
-    rng = np.random.default_rng(args.seed)
-    perm = rng.permutation(len(X))
-    tr, va = perm[:args.n_train], perm[args.n_train:args.n_train + args.n_val]
-    X_val, y_val = X[va].astype(np.float32), y[va].astype(np.int64)
-    X, y = X[tr].astype(np.float32), y[tr].astype(np.int64)
-    te = rng.permutation(len(X_test))[:args.n_test]
-    X_test, y_test = X_test[te].astype(np.float32), y_test[te].astype(np.int64)
+    rng, X, y, X_val, y_val, X_test, y_test = data
 
     def log(msg):
         print(f"{time.perf_counter() - t0:7.1f}s {msg}", file=sys.stderr, flush=True)

@@ -212,22 +212,47 @@ class Evaluation:
 
 
 # ============================================================================== one case
-def run_case(kind, scenario, X, y, X_val, y_val, X_test, y_test, args, rng, log) -> dict:
-    n = len(X)
+def load_data(args):
+    """``(rng, X, y, X_val, y_val, X_test, y_test)``: the training, validation (tuning only)
+    and test images drawn with ``args.seed`` (the generator continues to the cases); ``None``
+    (after a skip note) without Fashion-MNIST."""
+    try:
+        X, y = load_fashion_mnist(args.data, kind="train")
+        X_test, y_test = load_fashion_mnist(args.data, kind="test")
+    except FileNotFoundError as exc:
+        print(f"_skipped: this benchmark needs Fashion-MNIST: {exc}._")
+        return None
+    rng = np.random.default_rng(args.seed)
+    perm = rng.permutation(len(X))
+    tr, va = perm[:args.n_train], perm[args.n_train:args.n_train + args.n_val]
+    X_val, y_val = X[va].astype(np.float32), y[va].astype(np.int64)
+    X, y = X[tr].astype(np.float32), y[tr].astype(np.int64)
+    te = rng.permutation(len(X_test))[:args.n_test]
+    X_test, y_test = X_test[te].astype(np.float32), y_test[te].astype(np.int64)
+    return rng, X, y, X_val, y_val, X_test, y_test
+
+
+def deletions(scenario, y, y_val, args, rng):
+    """``(S, removed, tune)``: the forget set, the removed class (``None`` for a random 1 %)
+    and the validation deletions ``(S_v, kept validation images)`` epsilon is tuned on."""
+    n = len(y)
     if scenario == "random":
         perm = rng.permutation(n)
         k = max(1, int(round(0.01 * n)))
-        S = np.sort(perm[:k])
-        removed = None
         # validation deletions: other random 1 % sets; all the validation images stay
         tune = [(np.sort(perm[k * (i + 1):k * (i + 2)]), np.ones(len(y_val), bool))
                 for i in range(args.val_deletions)]
-    else:
-        removed = args.forget_class
-        S = np.flatnonzero(y == removed)
-        # validation deletions: the next classes; the validation images of the others stay
-        tune = [(np.flatnonzero(y == c), y_val != c)
-                for c in ((removed + 1 + i) % 10 for i in range(args.val_deletions))]
+        return np.sort(perm[:k]), None, tune
+    removed = args.forget_class
+    # validation deletions: the next classes; the validation images of the others stay
+    tune = [(np.flatnonzero(y == c), y_val != c)
+            for c in ((removed + 1 + i) % 10 for i in range(args.val_deletions))]
+    return np.flatnonzero(y == removed), removed, tune
+
+
+def run_case(kind, scenario, X, y, X_val, y_val, X_test, y_test, args, rng, log) -> dict:
+    n = len(X)
+    S, removed, tune = deletions(scenario, y, y_val, args, rng)
     keep = np.setdiff1d(np.arange(n), S)
     ev = Evaluation(X, y, S, X_test, y_test, removed)
     rows, case = [], {"net": kind, "scenario": scenario, "n_train": n, "k": len(S)}
@@ -486,19 +511,10 @@ def main(argv=None) -> dict | None:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    try:
-        X, y = load_fashion_mnist(args.data, kind="train")
-        X_test, y_test = load_fashion_mnist(args.data, kind="test")
-    except FileNotFoundError as exc:
-        print(f"_skipped: this benchmark needs Fashion-MNIST: {exc}._")
+    data = load_data(args)
+    if data is None:
         return None
-    rng = np.random.default_rng(args.seed)
-    perm = rng.permutation(len(X))
-    tr, va = perm[:args.n_train], perm[args.n_train:args.n_train + args.n_val]
-    X_val, y_val = X[va].astype(np.float32), y[va].astype(np.int64)
-    X, y = X[tr].astype(np.float32), y[tr].astype(np.int64)
-    te = rng.permutation(len(X_test))[:args.n_test]
-    X_test, y_test = X_test[te].astype(np.float32), y_test[te].astype(np.int64)
+    rng, X, y, X_val, y_val, X_test, y_test = data
     args.epsilons = sorted(set(args.epsilons))
 
     def log(msg):

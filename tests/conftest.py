@@ -26,3 +26,15 @@ def digits():
 def forget_idx():
     """A fixed forget set: 30 of the 600 digits training rows."""
     return np.random.default_rng(1).choice(600, size=30, replace=False)
+
+
+@pytest.fixture(scope="module")
+def torch_single_thread():
+    """One torch intra-op thread for a module's tests (restored after): the net tests compare
+    float results at tight tolerances and run on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -32,12 +32,7 @@ EXACT_ROWS = ("dense", "block", "sherman_morrison")
 FORGET_CLASS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 class SmallCNN(nn.Module):

@@ -66,13 +66,8 @@ def flat_grads(module):
     return torch.cat([p.grad.reshape(-1) for p in module.parameters()])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    """The nets here are tiny: one intra-op thread is faster and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# the nets here are tiny: one intra-op thread is faster and immune to a busy machine
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
