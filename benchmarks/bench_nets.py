@@ -447,7 +447,9 @@ def main(argv=None) -> dict | None:
     p.add_argument("--quick", action="store_true",
                    help="small sizes (< 2 minutes): 3,000 images, 1-2 epochs, 2 retrains")
     p.add_argument("--device", default="cpu", help="torch device of the nets (cpu, cuda, ...)")
-    p.add_argument("--inverses", nargs="+", default=["woodbury", "block", "dense"],
+    p.add_argument("--inverses", nargs="+",
+                   default=["kfac", "ekfac", "kfac_full", "ekfac_full", "woodbury", "block",
+                            "dense"],
                    help="SSSE inverse kinds (dense: last layer only; NAME_full, e.g. kfac_full: "
                    "step='full' without a curvature downdate; others as inverse=)")
     p.add_argument("--nets", nargs="+", default=["mlp", "cnn"], choices=list(NETS))

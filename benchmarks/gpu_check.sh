@@ -5,7 +5,8 @@
 #
 #   bash benchmarks/gpu_check.sh            # exits non-zero if anything fails
 #
-# 1. python -m pytest tests/test_cuda.py tests/test_torch_backend.py -q   (CUDA visible)
+# 1. python -m pytest tests/test_cuda.py tests/test_torch_backend.py tests/test_kfac.py -q
+#    (CUDA visible)
 # 2. python benchmarks/bench_nets.py --quick --device cuda                (only if it exists)
 # then prints a summary: one line per step with its status and wall time.
 set -u
@@ -47,7 +48,7 @@ EOF
 
 # the CUDA tests must run, not skip: -rs lists skips, and the summary counts them
 step "cuda tests" env OMP_NUM_THREADS=4 "$PYTHON" -m pytest tests/test_cuda.py \
-    tests/test_torch_backend.py -q -p no:cacheprovider -rs -x
+    tests/test_torch_backend.py tests/test_kfac.py -q -p no:cacheprovider -rs -x
 if grep -q "needs a CUDA device" "$LOG/cuda_tests.log" 2>/dev/null; then
     echo "gpu_check: CUDA tests were skipped although a device is visible"
     STATUS[${#STATUS[@]}-1]="FAILED (CUDA tests skipped)"
