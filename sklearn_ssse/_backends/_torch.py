@@ -514,17 +514,31 @@ class TorchBackend(BaseBackend):
         const.update({n: cast(b) for n, b in module.named_buffers()})
         return params, const
 
-    def _log_proba_fn(self, module, const):
-        nll, dtype = self._nll, self.dtype
+    @staticmethod
+    def _output(out, n: int) -> torch.Tensor:
+        """The module's output for ``n`` samples as ``(n, n_classes)`` (the first element of a
+        tuple / list output)."""
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return out.reshape(n, -1)
 
+    def _log_proba_of(self, out: torch.Tensor) -> torch.Tensor:
+        """``log p(.|x)`` in :attr:`dtype` from the module's ``(n, n_classes)`` output, as the
+        criterion reads it: skorch's NLLLoss on ``log(probabilities + eps)``, else
+        ``log_softmax`` of the logits."""
+        if self._nll:
+            return torch.log(out + torch.finfo(out.dtype).eps).to(self.dtype)
+        return torch.log_softmax(out.to(self.dtype), dim=-1)
+
+    def _proba_of(self, out: torch.Tensor) -> torch.Tensor:
+        """``p(.|x)`` from the module's ``(n, n_classes)`` output as skorch's ``predict_proba``
+        computes it: the output itself for NLLLoss, a softmax of the logits otherwise."""
+        return out if self._nll else torch.softmax(out, dim=-1)
+
+    def _log_proba_fn(self, module, const):
         def log_proba(params, x):
             out = functional_call(module, {**const, **params}, (x.unsqueeze(0),))
-            if isinstance(out, (tuple, list)):
-                out = out[0]
-            out = out.reshape(-1)
-            if nll:  # skorch: NLLLoss on log(probabilities + eps)
-                return torch.log(out + torch.finfo(out.dtype).eps).to(dtype)
-            return torch.log_softmax(out.to(dtype), dim=-1)
+            return self._log_proba_of(self._output(out, 1))[0]
 
         return log_proba
 
@@ -637,23 +651,14 @@ class TorchBackend(BaseBackend):
         """
         X, y = self._inputs(X, y)
         total = torch.zeros(self.n_params, dtype=self.dtype, device=self.device)
-        nll, dtype = self._nll, self.dtype
         parts = []
         with self._eval_mode() as module:
             params, const = self._state(module)
 
             def loss(p, xb, yb):
-                out = functional_call(module, {**const, **p}, (xb,))
-                if isinstance(out, (tuple, list)):
-                    out = out[0]
-                out = out.reshape(xb.shape[0], -1)
-                if nll:  # skorch: NLLLoss on log(probabilities + eps)
-                    lp = torch.log(out + torch.finfo(out.dtype).eps).to(dtype)
-                    proba = out
-                else:
-                    lp = torch.log_softmax(out.to(dtype), dim=-1)
-                    proba = torch.softmax(out, dim=-1)
-                return -lp.gather(1, yb.reshape(-1, 1)).sum(), proba.detach()
+                out = self._output(functional_call(module, {**const, **p}, (xb,)), xb.shape[0])
+                lp = self._log_proba_of(out)
+                return -lp.gather(1, yb.reshape(-1, 1)).sum(), self._proba_of(out).detach()
 
             fn = grad(loss, has_aux=True)
             for a in range(0, X.shape[0], self.chunk_size):
@@ -718,11 +723,8 @@ class TorchBackend(BaseBackend):
         with self._eval_mode(), torch.no_grad():
             module = self.estimator.module_  # (a compiled wrapper runs as trained)
             for a in range(0, X.shape[0], self.chunk_size):
-                out = module(X[a:a + self.chunk_size])
-                if isinstance(out, (tuple, list)):
-                    out = out[0]
-                out = out.reshape(out.shape[0], -1)
-                parts.append(out if self._nll else torch.softmax(out, dim=-1))
+                xb = X[a:a + self.chunk_size]
+                parts.append(self._proba_of(self._output(module(xb), xb.shape[0])))
         if not parts:
             return torch.empty((0, self.n_classes_), device=self.device)
         return torch.cat(parts)

@@ -365,13 +365,8 @@ def _passes(backend, layers, chunks, curvature, mode, salt, chunk_size, dtype, l
             if missing:
                 raise ValueError(f"layers {missing} were not called by the module's forward "
                                  "(K-FAC reads their inputs and output gradients with hooks)")
-            if isinstance(out, (tuple, list)):
-                out = out[0]
-            out = out.reshape(X.shape[0], -1)
-            if backend._nll:
-                lp = torch.log(out + torch.finfo(out.dtype).eps).to(backend.dtype)
-            else:
-                lp = torch.log_softmax(out.to(backend.dtype), dim=-1)
+            out = backend._output(out, X.shape[0])
+            lp = backend._log_proba_of(out)
             N = X.shape[0]
             inputs = [_layer_inputs(layer, captured[layer.path][0]).to(dtype) for layer in layers]
             outs = [captured[layer.path][1] for layer in layers]
@@ -401,16 +396,15 @@ def _gradient_into(sink, backend, layers, out, lp, y, inputs, outs, Ts, dtype):
         if layer.w_offset is not None:
             if T == 1:
                 w = go[:, 0].T @ a[:, 0]
-            else:  # per sample (N, K, T) @ (N, T, n_in) on the contiguous layouts (as in
-                # _eigen_terms; 3-4x faster than one einsum over (n, t) on the CPU)
-                step = max(1, _SUBBATCH_NUMBERS // max(1, layer.K * layer.n_in))
-                w = sum(torch.bmm(go[s:s + step].transpose(1, 2), a[s:s + step]).sum(0)
+            else:  # per-sample gradients as in _eigen_terms (3-4x faster on the CPU than
+                # one einsum over (n, t)), summed, in sub-batches of bounded memory
+                step = _subbatch(layer.K, layer.n_in)
+                w = sum(_sample_grads(go[s:s + step], a[s:s + step], layer.n_in).sum(0)
                         for s in range(0, N, step))
             g[layer.w_offset:layer.w_offset + w.numel()] += w.reshape(-1)
         if layer.b_offset is not None:
             g[layer.b_offset:layer.b_offset + layer.K] += go.sum((0, 1))
-    sink.setdefault("proba", []).append(
-        (out if backend._nll else torch.softmax(out, dim=-1)).detach())
+    sink.setdefault("proba", []).append(backend._proba_of(out).detach())
 
 
 def _rows(lp, outs, layers, Ts, curvature, mode, salt, raw, y, dtype, known=None, drawn=None):
