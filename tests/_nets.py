@@ -1,5 +1,9 @@
-"""A small skorch MLP on sklearn's digits, shared by the tests of tuning epsilon on nets."""
+"""A small skorch MLP on sklearn's digits, shared by the tests of tuning epsilon on nets, and
+the save / load round trips of the net tests."""
 
+import pickle
+
+import joblib
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
@@ -46,3 +50,11 @@ def fitted_digits_net():
     torch.manual_seed(0)
     clf = UnlearnableClassifier(digits_net(), keep_training_data=True, random_state=0).fit(X, y)
     return X, X_test, y, y_test, clf
+
+
+def saved_copies(obj, tmp_path):
+    """``obj`` saved and loaded back: once through ``pickle``, once through a ``joblib`` file
+    under ``tmp_path``."""
+    yield pickle.loads(pickle.dumps(obj))
+    joblib.dump(obj, tmp_path / "saved.joblib")
+    yield joblib.load(tmp_path / "saved.joblib")

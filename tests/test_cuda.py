@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import io
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -32,6 +31,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 skorch = pytest.importorskip("skorch")
+from _nets import saved_copies  # noqa: E402
 from skorch import NeuralNetClassifier  # noqa: E402
 
 from sklearn_ssse import UnlearnableClassifier  # noqa: E402
@@ -131,12 +131,7 @@ def test_fit_forget_save_load_on_cuda(small, tmp_path, inverse):
     assert np.linalg.norm(step - step_cpu) <= 1e-2 * np.linalg.norm(step_cpu) + 1e-6
     np.testing.assert_allclose(clf.predict_proba(X), cpu.predict_proba(X), atol=1e-3)
     # save / load: the model comes back on the GPU and continues exactly where it was
-    for load in ("pickle", "joblib"):
-        if load == "pickle":
-            back = pickle.loads(pickle.dumps(clf))
-        else:
-            joblib.dump(clf, tmp_path / "clf.joblib")
-            back = joblib.load(tmp_path / "clf.joblib")
+    for back in saved_copies(clf, tmp_path):
         assert back.backend_.device.type == "cuda"
         for path, t in _tensors(dict(vars(back))):
             assert t.device.type == "cuda", path

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import os
-import pickle
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ from torch import nn
 from torch.func import functional_call, jacrev
 
 skorch = pytest.importorskip("skorch")
+from _nets import saved_copies  # noqa: E402
 from skorch import NeuralNetClassifier  # noqa: E402
 from skorch.dataset import ValidSplit  # noqa: E402
 from skorch.helper import predefined_split  # noqa: E402
@@ -431,12 +431,7 @@ def test_unlearnable_forget_and_pickle_round_trip(small, tmp_path, inverse):
     np.testing.assert_allclose(clf.get_parameters(),
                                TorchBackend(clf.estimator_).get_parameters().numpy())
     proba = clf.predict_proba(X)
-    for load in ("pickle", "joblib"):
-        if load == "pickle":
-            clone = pickle.loads(pickle.dumps(clf))
-        else:
-            joblib.dump(clf, tmp_path / "clf.joblib")
-            clone = joblib.load(tmp_path / "clf.joblib")
+    for clone in saved_copies(clf, tmp_path):
         np.testing.assert_allclose(clone.predict_proba(X), proba, rtol=1e-6, atol=1e-7)
         assert clone.n_samples_ == clf.n_samples_
         # forgetting after loading continues exactly where the original would
